@@ -1,0 +1,191 @@
+//! Command-line grammar. Flag names here are the public interface: keep them stable.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kiln",
+    version,
+    about = "Build OCI container images: no daemon, no root, no registry required"
+)]
+pub struct Cli {
+    /// Store directory (default: $KILN_ROOT, else /var/lib/kiln as root, else $XDG_DATA_HOME/kiln)
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+
+    /// Log filter for diagnostics on stderr (e.g. debug, kiln_store=trace); also $KILN_LOG
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub log_level: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List images in the store
+    Images(ImagesArgs),
+    /// Show an image's manifest and config as JSON
+    Inspect(InspectArgs),
+    /// Give an image another name
+    Tag(TagArgs),
+    /// Remove image names (and images by id)
+    Rmi(RmiArgs),
+    /// Remove blobs no image references; prints the bytes freed
+    Prune(PruneArgs),
+    /// Re-hash every blob and check that every referenced blob exists
+    Fsck(FsckArgs),
+    /// Make a one-layer image from a root filesystem tarball
+    Import(ImportArgs),
+    /// Write images to a docker-archive or oci-archive tarball
+    Save(SaveArgs),
+    /// Read images from a docker-archive or oci-archive tarball
+    Load(LoadArgs),
+    /// Lint a Dockerfile
+    Check(CheckArgs),
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct ImagesArgs {
+    /// Output format
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: OutputFormat,
+    /// Only print image ids
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Show full image ids
+    #[arg(long)]
+    pub no_trunc: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// Image reference, image id (or unique prefix) or manifest digest
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct TagArgs {
+    pub source: String,
+    pub target: String,
+}
+
+#[derive(Args, Debug)]
+pub struct RmiArgs {
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: OutputFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct FsckArgs {
+    /// Delete blobs whose content does not match their digest
+    #[arg(long)]
+    pub remove_corrupt: bool,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: OutputFormat,
+}
+
+/// Bounds on untrusted archives; each error names the flag that raises its limit.
+#[derive(Args, Debug, Clone)]
+pub struct LimitArgs {
+    /// Largest uncompressed size of one layer or archive, in bytes
+    #[arg(long, value_name = "BYTES")]
+    pub max_layer_size: Option<u64>,
+    /// Largest ratio of decompressed to compressed bytes
+    #[arg(long, value_name = "RATIO")]
+    pub max_decompression_ratio: Option<u64>,
+    /// Most entries in one layer or archive
+    #[arg(long, value_name = "N")]
+    pub max_layer_entries: Option<u64>,
+    /// Longest path name inside an archive, in bytes
+    #[arg(long, value_name = "BYTES")]
+    pub max_path_length: Option<usize>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerCompression {
+    Gzip,
+    Zstd,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// Root filesystem tarball (plain, gzip or zstd); `-` reads standard input
+    pub file: String,
+    /// Name of the new image
+    #[arg(short = 't', long = "tag", required = true)]
+    pub tags: Vec<String>,
+    /// Dockerfile instruction applied to the config: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL,
+    /// ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR
+    #[arg(short = 'c', long = "change", value_name = "INSTRUCTION")]
+    pub changes: Vec<String>,
+    /// Commit message, recorded in the image history
+    #[arg(short, long)]
+    pub message: Option<String>,
+    /// Layer compression
+    #[arg(long, value_enum, default_value = "gzip")]
+    pub compression: LayerCompression,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArchiveFormat {
+    Docker,
+    Oci,
+}
+
+#[derive(Args, Debug)]
+pub struct SaveArgs {
+    /// Output file (`-` for standard output)
+    #[arg(short, long, required = true)]
+    pub output: String,
+    #[arg(long, value_enum, default_value = "docker")]
+    pub format: ArchiveFormat,
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LoadArgs {
+    /// Input archive (`-` for standard input)
+    #[arg(short, long, default_value = "-")]
+    pub input: String,
+    /// Only print loaded image names
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Path to the Dockerfile (default: CONTEXT/Dockerfile)
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<PathBuf>,
+    /// Build context directory
+    #[arg(default_value = ".")]
+    pub context: PathBuf,
+    /// Exit 1 when there are warnings
+    #[arg(long)]
+    pub strict: bool,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: OutputFormat,
+    /// Explain a rule and exit
+    #[arg(long, value_name = "RULE")]
+    pub explain: Option<String>,
+}

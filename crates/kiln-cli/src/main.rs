@@ -1,0 +1,40 @@
+//! The `kiln` binary: argument parsing, rendering and exit codes. No build or storage logic
+//! lives here; each command module is glue between the grammar in `cli.rs` and a library.
+
+mod changes;
+mod cli;
+mod cmd;
+mod render;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+/// Exit codes: 0 success, 1 failure, 2 usage error (clap's), 125 store unusable.
+fn main() -> ExitCode {
+    // The sandbox helper is this same binary re-executed; it must take over before anything
+    // else runs (it refuses to start once a second thread exists).
+    if std::env::args_os().nth(1).as_deref() == Some(kiln_sandbox::INIT_ARG.as_ref()) {
+        kiln_sandbox::init_main();
+    }
+    let cli = cli::Cli::parse();
+    init_tracing(cli.log_level.as_deref());
+    match cmd::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("kiln: {}", render::error_chain(&e));
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_tracing(flag: Option<&str>) {
+    let filter = flag
+        .map(str::to_string)
+        .or_else(|| std::env::var("KILN_LOG").ok())
+        .unwrap_or_else(|| "warn".to_string());
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .without_time()
+        .try_init();
+}

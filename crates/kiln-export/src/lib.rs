@@ -1,0 +1,21 @@
+//! kiln-export: image assembly and image exchange formats.
+//!
+//! Owns: writing a new image (config, manifest, tags) from layers in the store; `kiln import`
+//! of a rootfs tarball; docker-archive and oci-archive save and load.
+//!
+//! Must not: decide what is cached, or parse Dockerfiles (config edits arrive as
+//! [`ConfigChange`] values). Paths inside archives are never used as filesystem paths.
+
+pub mod changes;
+pub mod error;
+pub mod image;
+pub mod import;
+pub mod load;
+pub mod save;
+
+pub use changes::ConfigChange;
+pub use error::{ExportError, Result};
+pub use image::{write_image, Layer, WrittenImage};
+pub use import::{import_rootfs, ImportOptions};
+pub use load::{load, LoadedImage};
+pub use save::{resolve_items, save, ArchiveFormat, SaveItem};
