@@ -24,6 +24,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Build an image from a Dockerfile
+    Build(Box<BuildArgs>),
     /// List images in the store
     Images(ImagesArgs),
     /// Show an image's manifest and config as JSON
@@ -188,4 +190,74 @@ pub struct CheckArgs {
     /// Explain a rule and exit
     #[arg(long, value_name = "RULE")]
     pub explain: Option<String>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProgressMode {
+    Auto,
+    Tty,
+    Plain,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    /// Build context directory
+    pub context: PathBuf,
+    /// Name of the Dockerfile (default: CONTEXT/Dockerfile)
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<PathBuf>,
+    /// Name and optionally a tag for the image (repeatable)
+    #[arg(short = 't', long = "tag")]
+    pub tags: Vec<String>,
+    /// Build-time variable KEY=VALUE (KEY alone takes the value from the environment)
+    #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
+    pub build_args: Vec<String>,
+    /// Build this stage and what it needs (default: the last stage)
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Do not use the build cache
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Do not use the build cache for these stages (repeatable)
+    #[arg(long = "no-cache-filter", value_name = "STAGE")]
+    pub no_cache_filter: Vec<String>,
+    /// Progress output
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: ProgressMode,
+    /// Output destination: type=image (default), type=docker|oci,dest=FILE, type=oci,dest=DIR,tar=false,
+    /// type=local,dest=DIR, type=tar,dest=FILE; a bare path means type=local,dest=PATH
+    #[arg(short = 'o', long = "output", value_name = "SPEC")]
+    pub outputs: Vec<String>,
+    /// Write the image id to this file
+    #[arg(long, value_name = "FILE")]
+    pub iidfile: Option<PathBuf>,
+    /// Write build metadata (image digest, config digest, names) as JSON to this file
+    #[arg(long, value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
+    /// Set a label on the image KEY=VALUE (repeatable)
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Print only the image id
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Steps run at once (default: the number of cores)
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Layer compression
+    #[arg(long, value_enum, default_value = "gzip")]
+    pub compression: LayerCompression,
+    /// Reproducible image: timestamps from SOURCE_DATE_EPOCH, else the context's git commit
+    /// time, else 0
+    #[arg(long)]
+    pub reproducible: bool,
+    /// Default network of RUN steps: default|host|none
+    #[arg(long, default_value = "default")]
+    pub network: String,
+    /// Target platform (only the host platform, or one with a registered binfmt handler)
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Allow an entitlement (security.insecure)
+    #[arg(long = "allow", value_name = "ENTITLEMENT")]
+    pub allow: Vec<String>,
 }

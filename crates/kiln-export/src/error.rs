@@ -8,6 +8,8 @@ pub enum ExportError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Archive(#[from] kiln_archive::Error),
+    #[error(transparent)]
+    Fs(#[from] kiln_fs::Error),
     #[error("{what}: {source}")]
     Io { what: String, source: io::Error },
     #[error("{archive}: {message}")]

@@ -11,6 +11,7 @@ pub mod error;
 pub mod image;
 pub mod import;
 pub mod load;
+pub mod outputs;
 pub mod save;
 
 pub use changes::ConfigChange;
@@ -18,4 +19,5 @@ pub use error::{ExportError, Result};
 pub use image::{write_image, Layer, WrittenImage};
 pub use import::{import_rootfs, ImportOptions};
 pub use load::{load, LoadedImage};
+pub use outputs::{parse_output, unpack_rootfs, write_output, Output};
 pub use save::{resolve_items, save, ArchiveFormat, SaveItem};

@@ -1,5 +1,6 @@
 //! One module per command; each turns parsed arguments into library calls and output.
 
+mod build;
 mod check;
 mod exchange;
 mod images;
@@ -25,6 +26,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Save(a) => exchange::save(&store()?, &a),
         Command::Load(a) => exchange::load(&store()?, &a),
         Command::Check(a) => check::check(&a),
+        Command::Build(a) => build::build(&store()?, &a),
     }
 }
 

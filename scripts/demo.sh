@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The README's first command: install what is needed, build kiln, and run its main job end
+# to end on a fresh machine. Idempotent: uses its own store under ./tmp/demo-root.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$KILN_REPO"
+
+"$KILN_REPO/scripts/setup.sh"
+
+step() { printf '\n== %s\n' "$*"; }
+step "cargo build --release"
+cargo build --release --locked -p kiln-cli
+kiln="$CARGO_TARGET_DIR/release/kiln"
+
+export KILN_ROOT="$KILN_REPO/tmp/demo-root"
+mkdir -p "$KILN_REPO/tmp"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+step "busybox root filesystem from Debian's busybox-static"
+./scripts/mk-busybox-rootfs.sh "$work/busybox-rootfs.tar"
+
+step "kiln import → busybox:latest"
+"$kiln" import "$work/busybox-rootfs.tar" -t busybox:latest \
+  --change 'CMD ["sh"]' \
+  --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+
+step "kiln images"
+"$kiln" images
+
+step "kiln inspect busybox"
+"$kiln" inspect busybox
+
+step "kiln save (docker-archive and oci-archive), checked by skopeo"
+"$kiln" save -o "$work/busybox-docker.tar" busybox
+"$kiln" save --format oci -o "$work/busybox-oci.tar" busybox
+skopeo inspect "docker-archive:$work/busybox-docker.tar" | jq '{Digest, Layers, Os, Architecture}'
+skopeo inspect "oci-archive:$work/busybox-oci.tar" | jq '{Digest, Layers}'
+
+step "kiln fsck"
+"$kiln" fsck
+echo
+echo "demo done: store at $KILN_ROOT"
