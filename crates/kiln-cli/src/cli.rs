@@ -26,6 +26,8 @@ pub struct Cli {
 pub enum Command {
     /// Build an image from a Dockerfile
     Build(Box<BuildArgs>),
+    /// Run a command in a new container from an image (foreground; exit code passed through)
+    Run(Box<RunArgs>),
     /// List images in the store
     Images(ImagesArgs),
     /// Show an image's manifest and config as JSON
@@ -192,14 +194,6 @@ pub struct CheckArgs {
     pub explain: Option<String>,
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProgressMode {
-    Auto,
-    Tty,
-    Plain,
-    Json,
-}
-
 #[derive(Args, Debug)]
 pub struct BuildArgs {
     /// Build context directory
@@ -224,7 +218,7 @@ pub struct BuildArgs {
     pub no_cache_filter: Vec<String>,
     /// Progress output
     #[arg(long, value_enum, default_value = "auto")]
-    pub progress: ProgressMode,
+    pub progress: crate::progress::ProgressMode,
     /// Output destination: type=image (default), type=docker|oci,dest=FILE, type=oci,dest=DIR,tar=false,
     /// type=local,dest=DIR, type=tar,dest=FILE; a bare path means type=local,dest=PATH
     #[arg(short = 'o', long = "output", value_name = "SPEC")]
@@ -260,4 +254,56 @@ pub struct BuildArgs {
     /// Allow an entitlement (security.insecure)
     #[arg(long = "allow", value_name = "ENTITLEMENT")]
     pub allow: Vec<String>,
+    /// Secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR (repeatable)
+    #[arg(long = "secret", value_name = "SPEC")]
+    pub secrets: Vec<String>,
+    /// Extra build context name=DIR, usable in FROM and COPY --from (repeatable)
+    #[arg(long = "build-context", value_name = "NAME=DIR")]
+    pub build_contexts: Vec<String>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunNetwork {
+    /// Share the host's network
+    Host,
+    /// Only a loopback interface
+    None,
+}
+
+#[derive(Args, Debug)]
+#[command(trailing_var_arg = true)]
+pub struct RunArgs {
+    /// Set an environment variable (KEY=VALUE, or KEY to take the value from kiln's environment)
+    #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
+    pub env: Vec<String>,
+    /// Working directory inside the container
+    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// User (name or uid) and optional group, resolved from the image's /etc/passwd and /etc/group
+    #[arg(short = 'u', long = "user", value_name = "USER[:GROUP]")]
+    pub user: Option<String>,
+    /// Bind mount a host path: HOST:CONTAINER[:ro]
+    #[arg(short = 'v', long = "volume", value_name = "HOST:CONTAINER[:ro]")]
+    pub volumes: Vec<String>,
+    /// Remove the container's writable layer when it exits (otherwise it stays under
+    /// KILN_ROOT/kiln/snapshots/active/<id>/upper until `kiln prune`)
+    #[arg(long)]
+    pub rm: bool,
+    /// Network mode
+    #[arg(long, value_enum, default_value = "host")]
+    pub network: RunNetwork,
+    /// Override the image's ENTRYPOINT (an empty string clears it)
+    #[arg(long, value_name = "CMD")]
+    pub entrypoint: Option<String>,
+    /// Accepted for docker compatibility; stdin is always inherited
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Accepted for docker compatibility; no pseudo-terminal is allocated
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Image reference or id
+    pub image: String,
+    /// Command and arguments (replace the image's CMD)
+    #[arg(allow_hyphen_values = true)]
+    pub command: Vec<String>,
 }

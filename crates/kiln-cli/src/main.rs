@@ -4,6 +4,7 @@
 mod changes;
 mod cli;
 mod cmd;
+mod progress;
 mod render;
 
 use clap::Parser;

@@ -2,7 +2,7 @@
 //! build frontend's metadata-only steps). Pure data in, config out: parsing the instruction
 //! text belongs to `kiln-dockerfile`; this only knows what each one does to a config.
 
-use kiln_oci::config::{EmptyObject, RunConfig};
+use kiln_oci::config::{EmptyObject, Healthcheck, RunConfig};
 use kiln_oci::ImageConfig;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +25,8 @@ pub enum ConfigChange {
     Volume(Vec<String>),
     Workdir(String),
     Shell(Vec<String>),
+    /// HEALTHCHECK; `HEALTHCHECK NONE` is `Test: ["NONE"]` (Docker's encoding).
+    Healthcheck(Healthcheck),
 }
 
 impl ConfigChange {
@@ -42,6 +44,7 @@ impl ConfigChange {
             ConfigChange::Volume(_) => "VOLUME",
             ConfigChange::Workdir(_) => "WORKDIR",
             ConfigChange::Shell(_) => "SHELL",
+            ConfigChange::Healthcheck(_) => "HEALTHCHECK",
         }
     }
 
@@ -96,6 +99,7 @@ fn apply_to(change: &ConfigChange, rc: &mut RunConfig) {
             rc.working_dir = Some(join_workdir(&base, dir));
         }
         ConfigChange::Shell(args) => rc.shell = Some(args.clone()),
+        ConfigChange::Healthcheck(h) => rc.healthcheck = Some(h.clone()),
     }
 }
 

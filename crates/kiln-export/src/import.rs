@@ -8,12 +8,13 @@
 use crate::changes::ConfigChange;
 use crate::error::{io_err, ExportError, Result};
 use crate::image::{creation_time, rfc3339, write_image, Layer, WrittenImage};
-use kiln_archive::{DecodeLimits, LayerWriter, TarBuilder};
+use kiln_archive::{DecodeLimits, EntryHeader, EntryKind, LayerWriter, TarBuilder};
 use kiln_oci::config::{host_platform, History};
 use kiln_oci::media::{self, Compression};
 use kiln_oci::{ImageConfig, Reference};
 use kiln_store::Store;
 use std::io::Read;
+use std::path::Path;
 
 pub struct ImportOptions {
     pub tags: Vec<Reference>,
@@ -37,6 +38,26 @@ pub fn import_rootfs<R: Read + Send>(
     let mut tar = TarBuilder::new(layer_writer);
     let mut failure: Option<ExportError> = None;
     let read = kiln_archive::read_entries(reader, &opts.limits, |h, data| {
+        // Hardlink targets are names inside the rootfs too: written cleaned (no leading `/`),
+        // and one that climbs out of the root is refused, like an entry name would be.
+        let fixed;
+        let h = match (h.kind, &h.link_name) {
+            (EntryKind::Hardlink, Some(link)) => {
+                let Some(target) = crate::load::clean(Path::new(link)) else {
+                    failure = Some(ExportError::BadArchive {
+                        archive: opts.source_name.clone(),
+                        message: format!("hardlink {:?} points outside the root: {link:?}", h.path),
+                    });
+                    return Err(kiln_archive::Error::Malformed("import aborted".into()));
+                };
+                fixed = EntryHeader {
+                    link_name: Some(target.into_os_string()),
+                    ..h.clone()
+                };
+                &fixed
+            }
+            _ => h,
+        };
         tar.append(h, data).map_err(|e| {
             failure = Some(ExportError::Io {
                 what: format!("{}: re-write entry {:?}", opts.source_name, h.path),

@@ -64,7 +64,7 @@ impl Entries {
 }
 
 /// Lexical clean of an archive-relative name; `None` if it climbs above the archive root.
-fn clean(p: &Path) -> Option<PathBuf> {
+pub(crate) fn clean(p: &Path) -> Option<PathBuf> {
     let mut out = PathBuf::new();
     for c in p.components() {
         match c {
@@ -140,7 +140,10 @@ fn read_all<R: Read + Send>(
                 match h.kind {
                     EntryKind::Regular => {
                         let claimed = claimed_digest(&h.path);
+                        // Layer tars are never metadata, even when small and not named after
+                        // a digest (docker's legacy `<id>/layer.tar`).
                         if claimed.is_none()
+                            && h.path.extension() != Some(std::ffi::OsStr::new("tar"))
                             && h.size <= MAX_METADATA_BYTES
                             && entries.meta_bytes + h.size <= MAX_METADATA_TOTAL
                         {

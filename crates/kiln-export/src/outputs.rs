@@ -71,7 +71,11 @@ pub fn parse_output(spec: &str) -> std::result::Result<Output, OutputSpecError> 
             }
             // Accepted for buildx compatibility; the store is always the local one.
             "name" | "push" | "compression" | "oci-mediatypes" => {}
-            other => return Err(err(&format!("unknown key {other:?} (known: type, dest, tar)"))),
+            other => {
+                return Err(err(&format!(
+                    "unknown key {other:?} (known: type, dest, tar)"
+                )))
+            }
         }
     }
     let kind = kind.ok_or_else(|| err("missing type="))?;
@@ -85,10 +89,18 @@ pub fn parse_output(spec: &str) -> std::result::Result<Output, OutputSpecError> 
     };
     Ok(match kind.as_str() {
         "image" | "store" => Output::Image,
-        "docker" => Output::DockerArchive(dest_path(true)?.ok_or_else(|| err("dest=- is not supported here"))?),
-        "oci" if tar => Output::OciArchive(dest_path(true)?.ok_or_else(|| err("dest=- is not supported here"))?),
-        "oci" => Output::OciLayout(dest_path(true)?.ok_or_else(|| err("an OCI layout needs a directory"))?),
-        "local" => Output::LocalDir(dest_path(true)?.ok_or_else(|| err("type=local needs a directory"))?),
+        "docker" => Output::DockerArchive(
+            dest_path(true)?.ok_or_else(|| err("dest=- is not supported here"))?,
+        ),
+        "oci" if tar => {
+            Output::OciArchive(dest_path(true)?.ok_or_else(|| err("dest=- is not supported here"))?)
+        }
+        "oci" => Output::OciLayout(
+            dest_path(true)?.ok_or_else(|| err("an OCI layout needs a directory"))?,
+        ),
+        "local" => {
+            Output::LocalDir(dest_path(true)?.ok_or_else(|| err("type=local needs a directory"))?)
+        }
         "tar" => Output::RootfsTar(dest_path(false)?),
         other => {
             return Err(err(&format!(
@@ -110,7 +122,8 @@ pub fn write_output(store: &Store, item: SaveItem, output: &Output) -> Result<()
             unpack_rootfs(store, &item.image.manifest, dir)
         }
         Output::RootfsTar(dest) => {
-            let tmp = tempfile::tempdir_in(store.root()).map_err(io_err("create temp dir in store"))?;
+            let tmp =
+                tempfile::tempdir_in(store.root()).map_err(io_err("create temp dir in store"))?;
             unpack_rootfs(store, &item.image.manifest, tmp.path())?;
             let root = SafeRoot::open(tmp.path())?;
             let opts = WriteOptions {
@@ -126,7 +139,9 @@ pub fn write_output(store: &Store, item: SaveItem, output: &Output) -> Result<()
                         .map_err(io_err("write rootfs tar to stdout"))
                 }
                 Some(p) => {
-                    let out = BufWriter::new(File::create(p).map_err(io_err(format!("create {}", p.display())))?);
+                    let out = BufWriter::new(
+                        File::create(p).map_err(io_err(format!("create {}", p.display())))?,
+                    );
                     kiln_archive::write_tree(&root, out, &opts)?
                         .flush()
                         .map_err(io_err(format!("write {}", p.display())))
@@ -137,14 +152,20 @@ pub fn write_output(store: &Store, item: SaveItem, output: &Output) -> Result<()
 }
 
 fn write_archive(store: &Store, item: SaveItem, format: ArchiveFormat, path: &Path) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err(format!("create a temp file in {}", dir.display())))?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = tempfile::NamedTempFile::new_in(dir)
+        .map_err(io_err(format!("create a temp file in {}", dir.display())))?;
     let out = save(store, &[item], format, BufWriter::new(tmp))?;
     let tmp = out.into_inner().map_err(|e| ExportError::Io {
         what: format!("write {}", path.display()),
         source: e.into_error(),
     })?;
-    tmp.as_file().sync_all().map_err(io_err(format!("sync {}", path.display())))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(io_err(format!("sync {}", path.display())))?;
     tmp.persist(path).map_err(|e| ExportError::Io {
         what: format!("write {}", path.display()),
         source: e.error,
@@ -154,7 +175,8 @@ fn write_archive(store: &Store, item: SaveItem, format: ArchiveFormat, path: &Pa
 
 /// An OCI image layout directory: the oci-archive's content, unpacked.
 fn write_layout(store: &Store, item: &SaveItem, dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir.join("blobs/sha256")).map_err(io_err(format!("create {}", dir.display())))?;
+    std::fs::create_dir_all(dir.join("blobs/sha256"))
+        .map_err(io_err(format!("create {}", dir.display())))?;
     let mut descs = vec![item.image.target.clone()];
     descs.extend(store.descriptors_of(&item.image.target)?);
     for d in &descs {
@@ -167,7 +189,8 @@ fn write_layout(store: &Store, item: &SaveItem, dir: &Path) -> Result<()> {
             continue;
         }
         let mut reader = store.open_blob_verified(&digest, d.size())?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir.join("blobs/sha256")).map_err(io_err("create temp blob"))?;
+        let mut tmp = tempfile::NamedTempFile::new_in(dir.join("blobs/sha256"))
+            .map_err(io_err("create temp blob"))?;
         std::io::copy(&mut reader, &mut tmp).map_err(io_err(format!("copy blob {digest}")))?;
         tmp.persist(&dest).map_err(|e| ExportError::Io {
             what: format!("write {}", dest.display()),
@@ -179,8 +202,14 @@ fn write_layout(store: &Store, item: &SaveItem, dir: &Path) -> Result<()> {
     let mut entry = item.image.target.clone();
     if let Some(name) = &item.name {
         let mut ann = std::collections::HashMap::new();
-        ann.insert(kiln_store::ANNOTATION_REF_NAME.to_string(), name.to_string());
-        ann.insert(kiln_store::ANNOTATION_CONTAINERD_NAME.to_string(), name.to_string());
+        ann.insert(
+            kiln_store::ANNOTATION_REF_NAME.to_string(),
+            name.to_string(),
+        );
+        ann.insert(
+            kiln_store::ANNOTATION_CONTAINERD_NAME.to_string(),
+            name.to_string(),
+        );
         entry.set_annotations(Some(ann));
     }
     let index = serde_json::json!({
@@ -222,16 +251,31 @@ mod tests {
             parse_output("type=docker,dest=a.tar").unwrap(),
             Output::DockerArchive("a.tar".into())
         );
-        assert_eq!(parse_output("type=oci,dest=o.tar").unwrap(), Output::OciArchive("o.tar".into()));
+        assert_eq!(
+            parse_output("type=oci,dest=o.tar").unwrap(),
+            Output::OciArchive("o.tar".into())
+        );
         assert_eq!(
             parse_output("type=oci,dest=dir,tar=false").unwrap(),
             Output::OciLayout("dir".into())
         );
-        assert_eq!(parse_output("type=local,dest=out").unwrap(), Output::LocalDir("out".into()));
+        assert_eq!(
+            parse_output("type=local,dest=out").unwrap(),
+            Output::LocalDir("out".into())
+        );
         assert_eq!(parse_output("out").unwrap(), Output::LocalDir("out".into()));
         assert_eq!(parse_output("-").unwrap(), Output::RootfsTar(None));
-        assert_eq!(parse_output("type=tar,dest=r.tar").unwrap(), Output::RootfsTar(Some("r.tar".into())));
-        for bad in ["type=docker", "type=weird,dest=x", "dest=x", "type=oci,dest=x,tar=maybe", "type=local,foo=1"] {
+        assert_eq!(
+            parse_output("type=tar,dest=r.tar").unwrap(),
+            Output::RootfsTar(Some("r.tar".into()))
+        );
+        for bad in [
+            "type=docker",
+            "type=weird,dest=x",
+            "dest=x",
+            "type=oci,dest=x,tar=maybe",
+            "type=local,foo=1",
+        ] {
             assert!(parse_output(bad).is_err(), "{bad}");
         }
     }

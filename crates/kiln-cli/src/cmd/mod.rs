@@ -5,6 +5,7 @@ mod check;
 mod exchange;
 mod images;
 mod maintenance;
+mod run;
 
 use crate::cli::{Cli, Command, LimitArgs};
 use anyhow::{Context, Result};
@@ -27,6 +28,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Load(a) => exchange::load(&store()?, &a),
         Command::Check(a) => check::check(&a),
         Command::Build(a) => build::build(&store()?, &a),
+        Command::Run(a) => run::run(&store()?, &a),
     }
 }
 

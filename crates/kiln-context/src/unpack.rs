@@ -1,0 +1,90 @@
+//! ADD's local archive auto-extraction. Like BuildKit, a source is an archive when its
+//! *content* decodes (gzip, zstd or plain) to a tar with at least one valid header —
+//! the file name does not matter, and anything else (including bzip2/xz, for which
+//! kiln has no decoder) is copied as a plain file.
+
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use kiln_archive::{
+    apply_layer, read_entries, ApplyMode, ApplyOptions, DecodeLimits, DevicePolicy,
+};
+use kiln_fs::{OFlags, SafeRoot};
+
+use crate::copy::Copier;
+use crate::Error;
+
+fn open(root: &SafeRoot, p: &Path) -> Result<BufReader<std::fs::File>, kiln_fs::Error> {
+    root.open_file(p, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, 0)
+        .map(BufReader::new)
+}
+
+pub(crate) fn is_archive(root: &SafeRoot, p: &Path) -> bool {
+    let Ok(f) = open(root, p) else { return false };
+    let mut saw = false;
+    // Stop after the first header: the callback's error ends the read early.
+    let _ = read_entries(f, &DecodeLimits::default(), |_, _| {
+        saw = true;
+        Err(kiln_archive::Error::Malformed("probe done".into()))
+    });
+    saw
+}
+
+/// Extract the archive at `p` into the real directory `target` of the destination.
+pub(crate) fn extract(
+    root: &SafeRoot,
+    p: &Path,
+    shown: &str,
+    dest_root: &SafeRoot,
+    target: &Path,
+    c: &mut Copier<'_>,
+) -> Result<(), Error> {
+    let err = |source| Error::Archive {
+        path: shown.to_owned(),
+        source,
+    };
+    // First pass: the names, so the report can list exactly what the archive wrote.
+    let mut names: Vec<PathBuf> = Vec::new();
+    read_entries(open(root, p)?, &DecodeLimits::default(), |h, _| {
+        let base = h.path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if !base.starts_with(kiln_archive::WHITEOUT_PREFIX) && !h.path.as_os_str().is_empty() {
+            names.push(h.path.clone());
+        }
+        Ok(())
+    })
+    .map_err(err)?;
+    let fd = dest_root.open_dir(target)?;
+    let sub = SafeRoot::from_fd(fd, dest_root.resolver());
+    let opts = ApplyOptions {
+        preserve_owner: c.preserve_archive_owners(),
+        devices: DevicePolicy::CreateOrSkip,
+        limits: DecodeLimits::default(),
+        mode: ApplyMode::Merge,
+    };
+    let stats = apply_layer(&sub, open(root, p)?, &opts).map_err(err)?;
+    let mut all: Vec<PathBuf> = Vec::new();
+    for n in &names {
+        let mut anc = n.as_path();
+        all.push(anc.to_path_buf());
+        while let Some(parent) = anc.parent() {
+            if parent.as_os_str().is_empty() {
+                break;
+            }
+            all.push(parent.to_path_buf());
+            anc = parent;
+        }
+    }
+    all.sort();
+    all.dedup();
+    for n in &all {
+        c.chown_unpacked(&sub, n)?;
+        c.report.written.push(target.join(n));
+    }
+    c.report.files += stats.files;
+    c.report.dirs += stats.dirs;
+    c.report.symlinks += stats.symlinks;
+    c.report.hardlinks += stats.hardlinks;
+    c.report.bytes += stats.bytes;
+    c.report.archives_unpacked += 1;
+    Ok(())
+}

@@ -1,0 +1,19 @@
+//! USER: expanded; stored as written (the executor resolves it per RUN/WORKDIR).
+
+use crate::error::FrontendError;
+use crate::lower::Lowerer;
+use crate::state::StageState;
+use crate::util::expand;
+use kiln_dockerfile::{Node, Word};
+use kiln_export::changes::ConfigChange;
+
+pub(crate) fn dispatch(
+    _lw: &mut Lowerer<'_>,
+    st: &mut StageState,
+    _node: &Node,
+    w: &Word,
+) -> Result<(), FrontendError> {
+    let u = expand(&st.scope, w)?;
+    st.apply(ConfigChange::User(u.clone()), format!("USER {u}"));
+    Ok(())
+}

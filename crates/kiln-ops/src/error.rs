@@ -1,0 +1,71 @@
+use std::path::PathBuf;
+
+/// A failed step. Messages name what failed (the image, the path, the exit code).
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    #[error(transparent)]
+    Store(#[from] kiln_store::StoreError),
+    #[error(transparent)]
+    Snapshot(#[from] kiln_snapshot::Error),
+    #[error(transparent)]
+    Sandbox(#[from] kiln_sandbox::Error),
+    #[error(transparent)]
+    Context(#[from] kiln_context::Error),
+    #[error(transparent)]
+    Fs(#[from] kiln_fs::Error),
+    #[error(transparent)]
+    Cache(#[from] crate::cache::CacheError),
+    #[error("base image {reference} is not in the local store; add it with `kiln import ROOTFS.tar -t {reference}` or `kiln load -i ARCHIVE.tar`")]
+    ImageNotFound { reference: String },
+    #[error("image {reference}: {message}")]
+    BadImage { reference: String, message: String },
+    #[error("process \"{command}\" did not complete successfully: exit code: {code}")]
+    ExitCode {
+        command: String,
+        code: i32,
+        /// Last lines of the step's output, for the error report.
+        tail: Vec<String>,
+    },
+    #[error("process \"{command}\" was killed by signal {signal}")]
+    Signal {
+        command: String,
+        signal: i32,
+        tail: Vec<String>,
+    },
+    #[error("unknown build context {name:?} (known: {known})")]
+    UnknownContext { name: String, known: String },
+    #[error("secret {id:?} is required but was not provided (pass --secret id={id},src=FILE)")]
+    MissingSecret { id: String },
+    #[error("user {user:?}: {message}")]
+    User { user: String, message: String },
+    #[error("{what} is not supported yet")]
+    Unsupported { what: String },
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cancelled")]
+    Cancelled,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl OpError {
+    pub(crate) fn io(
+        what: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> OpError {
+        let path = path.into();
+        move |source| OpError::Io { what, path, source }
+    }
+
+    /// The step's last output lines, when it failed by exiting.
+    pub fn output_tail(&self) -> &[String] {
+        match self {
+            OpError::ExitCode { tail, .. } | OpError::Signal { tail, .. } => tail,
+            _ => &[],
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! kiln-ops: the worker that executes build-graph vertices.
+//!
+//! Owns: executing each op (source, exec, file, merge) with the store, snapshots, sandbox,
+//! context and archive crates; the build cache records and the "why was this rebuilt"
+//! memory.
+//!
+//! Must not: schedule (the solver does), parse Dockerfiles (the frontend does), print.
+
+pub mod cache;
+mod error;
+mod exec;
+mod executor;
+mod file;
+mod merged;
+mod state;
+mod user;
+
+pub use error::OpError;
+pub use executor::{ExecOptions, Executor, SecretSource};
+pub use state::{FsState, LayerRef, Output};
