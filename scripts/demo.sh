@@ -37,6 +37,16 @@ step "kiln save (docker-archive and oci-archive), checked by skopeo"
 skopeo inspect "docker-archive:$work/busybox-docker.tar" | jq '{Digest, Layers, Os, Architecture}'
 skopeo inspect "oci-archive:$work/busybox-oci.tar" | jq '{Digest, Layers}'
 
+step "kiln build examples/hello (a two-stage Dockerfile) → hello:latest"
+"$kiln" build -t hello --progress plain "$KILN_REPO/examples/hello"
+
+step "kiln run hello (its ENTRYPOINT and CMD), then with arguments"
+"$kiln" run --rm hello
+"$kiln" run --rm hello kiln
+
+step "rebuild with nothing changed: every step is cached"
+"$kiln" build -t hello --progress plain "$KILN_REPO/examples/hello" 2>&1 | tail -n 3
+
 step "kiln fsck"
 "$kiln" fsck
 echo

@@ -261,7 +261,14 @@ pub fn build(store: &Store, a: &BuildArgs) -> Result<ExitCode> {
         if *out == BuildOutput::Image {
             continue;
         }
-        let image = store.resolve(written.manifest.digest().as_ref())?;
+        // Not looked up by digest in index.json: an untagged build is not listed there.
+        let image = kiln_store::ResolvedImage {
+            reference: tags.first().cloned(),
+            target: written.manifest.clone(),
+            manifest_descriptor: written.manifest.clone(),
+            manifest: store.manifest(&written.manifest)?,
+            id: written.id.clone(),
+        };
         let item = kiln_export::SaveItem {
             image,
             name: tags.first().cloned(),
@@ -295,11 +302,8 @@ pub fn build(store: &Store, a: &BuildArgs) -> Result<ExitCode> {
 fn base_config(store: &Store, r: &Reference) -> Result<ImageConfig, String> {
     let img = store.resolve(&r.to_string()).map_err(|e| {
         if e.is_not_found() {
-            format!(
-                "base image {} is not in the local store; add it with `kiln import ROOTFS.tar -t {}` or `kiln load -i ARCHIVE.tar`",
-                r.familiar(),
-                r.familiar()
-            )
+            // The frontend's hint says how to add it.
+            format!("base image {} is not in the local store", r.familiar())
         } else {
             e.to_string()
         }

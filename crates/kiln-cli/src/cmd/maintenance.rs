@@ -5,10 +5,25 @@ use crate::render::human_size;
 use anyhow::Result;
 use kiln_store::Store;
 use serde_json::json;
+use std::collections::HashSet;
 use std::process::ExitCode;
 
+/// Everything no image needs: blobs (build-cache layers included: a cache record whose
+/// blobs are gone is a miss, never a broken image), then unpacked snapshots that back no
+/// image layer, then cache records that point at removed blobs.
 pub fn prune(store: &Store, a: &PruneArgs) -> Result<ExitCode> {
     let r = store.prune()?;
+    let snapshots = kiln_snapshot::Snapshots::open(store)?;
+    let keep = image_snapshots(store)?;
+    let s = snapshots.prune(&keep)?;
+    let cache = kiln_ops::cache::CacheDir::open(store.root())?;
+    let mut records_removed = 0u64;
+    for record in cache.records() {
+        if record.layers.iter().any(|l| !store.has_blob(&l.digest)) {
+            cache.remove(&record.key);
+            records_removed += 1;
+        }
+    }
     match a.format {
         OutputFormat::Json => println!(
             "{}",
@@ -17,6 +32,9 @@ pub fn prune(store: &Store, a: &PruneArgs) -> Result<ExitCode> {
                 "bytes_freed": r.bytes_freed,
                 "temp_files_removed": r.temp_files_removed,
                 "stale_leases_removed": r.stale_leases_removed,
+                "snapshots_removed": s.snapshots_removed,
+                "snapshot_bytes_freed": s.bytes_freed,
+                "cache_records_removed": records_removed,
             })
         ),
         OutputFormat::Table => {
@@ -28,6 +46,14 @@ pub fn prune(store: &Store, a: &PruneArgs) -> Result<ExitCode> {
                 if r.temp_files_removed == 1 { "" } else { "s" },
             );
             println!(
+                "Removed {} unpacked snapshot{} ({}), {} build cache record{}",
+                s.snapshots_removed,
+                if s.snapshots_removed == 1 { "" } else { "s" },
+                human_size(s.bytes_freed),
+                records_removed,
+                if records_removed == 1 { "" } else { "s" },
+            );
+            println!(
                 "Total reclaimed space: {} ({} bytes)",
                 human_size(r.bytes_freed),
                 r.bytes_freed
@@ -35,6 +61,26 @@ pub fn prune(store: &Store, a: &PruneArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Snapshots backing the layers of every image in the store (chain ids of their diff_ids).
+fn image_snapshots(store: &Store) -> Result<HashSet<kiln_snapshot::SnapshotId>> {
+    let mut keep = HashSet::new();
+    for entry in store.index_entries()? {
+        let Ok(img) = store.resolve(entry.descriptor.digest().as_ref()) else {
+            continue;
+        };
+        let desc = img.manifest.config();
+        let digest = kiln_oci::Digest::try_from(desc.digest())?;
+        let bytes = store.read_blob_verified(&digest, Some(desc.size()))?;
+        let Ok(config) = kiln_oci::ImageConfig::from_slice(&bytes) else {
+            continue;
+        };
+        for c in kiln_snapshot::chain_ids(&config.rootfs.diff_ids) {
+            keep.insert(kiln_snapshot::SnapshotId::from_chain_id(c));
+        }
+    }
+    Ok(keep)
 }
 
 /// Exit 0 when clean, 1 when a problem was found (even if it was repaired, so that scripts
