@@ -60,12 +60,13 @@ impl Executor<'_> {
         let scratch = tempfile::tempdir_in(active.dir())
             .map_err(OpError::io("create temp dir in", active.dir()))?;
         let started = std::time::Instant::now();
+        let users = crate::user::UserDb::read(&active)?;
         with_merged(&mount, scratch.path(), |dest| {
             for action in &op.actions {
                 if ctx.is_cancelled() {
                     return Err(OpError::Cancelled);
                 }
-                self.apply_action(action, dest, inputs, scratch.path())?;
+                self.apply_action(action, dest, &users, inputs, scratch.path())?;
             }
             Ok(())
         })?;
@@ -120,6 +121,7 @@ impl Executor<'_> {
         &self,
         action: &FileAction,
         dest: &SafeRoot,
+        users: &crate::user::UserDb,
         inputs: &[Arc<Output>],
         scratch: &std::path::Path,
     ) -> Result<(), OpError> {
@@ -128,7 +130,7 @@ impl Executor<'_> {
             FileAction::Copy(c) => {
                 let chown = match &c.chown {
                     Some(spec) => {
-                        let (u, g, _) = crate::user::resolve_in(dest, spec)?;
+                        let (u, g, _) = users.resolve(spec)?;
                         Some((u, g))
                     }
                     None => None,
@@ -185,7 +187,7 @@ impl Executor<'_> {
             } => {
                 let owner = match chown {
                     Some(spec) => {
-                        let (u, g, _) = crate::user::resolve_in(dest, spec)?;
+                        let (u, g, _) = users.resolve(spec)?;
                         Some((u, g))
                     }
                     None => None,
@@ -200,7 +202,7 @@ impl Executor<'_> {
             } => {
                 let (u, g) = match chown {
                     Some(spec) if !spec.is_empty() => {
-                        let (u, g, _) = crate::user::resolve_in(dest, spec)?;
+                        let (u, g, _) = users.resolve(spec)?;
                         (u, g)
                     }
                     _ => (0, 0),

@@ -151,8 +151,8 @@ fn offset(events: &[Event<String>], key: &str, kind: fn(&EventKind) -> bool) -> 
 fn independent_jobs_run_in_parallel() {
     let w = TestWorker::default();
     let jobs = vec![
-        sleepy("a", 300, &[]),
-        sleepy("b", 300, &[]),
+        sleepy("a", 400, &[]),
+        sleepy("b", 400, &[]),
         plain("t", &["a", "b"]),
     ];
     let (r, ev) = run(jobs, &["t"], 2, &w, CancelToken::new());

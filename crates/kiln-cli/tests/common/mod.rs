@@ -484,3 +484,127 @@ pub fn tar_names(p: &Path) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// Writes a build context under the env's temp dir: `files` are (relative path, content);
+/// parent directories are created. Returns the context directory.
+pub fn context(env: &Env, name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let dir = env.path(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for (rel, content) in files {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, content).unwrap();
+    }
+    dir
+}
+
+/// `kiln build --progress json` of `ctx` with extra args; asserts success and returns the
+/// progress events (one JSON object per stderr line).
+pub fn build_json(env: &Env, ctx: &Path, extra: &[&str]) -> Vec<Value> {
+    let mut args = vec!["build", "--progress", "json"];
+    args.extend_from_slice(extra);
+    args.push(ctx.to_str().unwrap());
+    let o = env.run(&args);
+    assert!(
+        o.status.success(),
+        "kiln {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+        o.status,
+        out_str(&o),
+        err_str(&o)
+    );
+    events(&err_str(&o))
+}
+
+/// Parses a `--progress json` stream (stderr; non-JSON lines are ignored).
+pub fn events(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.is_object())
+        .collect()
+}
+
+/// Step descriptions with an event of `kind` (e.g. "cached", "started").
+pub fn steps_with(events: &[Value], kind: &str) -> BTreeSet<String> {
+    events
+        .iter()
+        .filter(|e| e["kind"] == kind)
+        .filter_map(|e| e["description"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Builds `ctx` and exports the target's rootfs with `--output type=local`; returns the dir.
+pub fn build_rootfs(env: &Env, ctx: &Path, name: &str, extra: &[&str]) -> PathBuf {
+    let dest = env.path(name);
+    let spec = format!("type=local,dest={}", dest.display());
+    let mut args = vec!["-o", spec.as_str()];
+    args.extend_from_slice(extra);
+    build_json(env, ctx, &args);
+    dest
+}
+
+/// `kiln build -q -t TAG ctx extra…`: the image id printed.
+pub fn build_tag(env: &Env, ctx: &Path, tag: &str, extra: &[&str]) -> String {
+    let mut args = vec!["build", "-q", "-t", tag];
+    args.extend_from_slice(extra);
+    args.push(ctx.to_str().unwrap());
+    env.ok(&args).trim().to_string()
+}
+
+/// The image config (`Config.config`) of a stored image.
+pub fn image_config(env: &Env, r: &str) -> Value {
+    env.inspect(r)["Config"]["config"].clone()
+}
+
+/// Every entry of a (possibly compressed) tar read by python's tarfile: normalised name
+/// (no leading `./` or `/`) → {type, mode, uid, gid, data (utf-8 lossy), link}.
+pub fn tar_entries(p: &Path) -> BTreeMap<String, Value> {
+    let script = r#"
+import sys, tarfile, json
+out = {}
+with tarfile.open(sys.argv[1]) as t:
+    for m in t.getmembers():
+        name = m.name
+        while name.startswith('./'):
+            name = name[2:]
+        name = name.lstrip('/').rstrip('/')
+        e = {'type': m.type.decode(), 'mode': m.mode, 'uid': m.uid, 'gid': m.gid,
+             'link': m.linkname}
+        if m.isfile():
+            e['data'] = t.extractfile(m).read().decode('utf-8', 'replace')
+        out[name] = e
+print(json.dumps(out))
+"#;
+    let s = py(script, &[p.to_str().unwrap()]);
+    serde_json::from_str(&s).expect("tar dump JSON")
+}
+
+/// Builds `ctx` with `--output type=tar` and returns the rootfs entries.
+pub fn build_rootfs_tar(
+    env: &Env,
+    ctx: &Path,
+    name: &str,
+    extra: &[&str],
+) -> BTreeMap<String, Value> {
+    let dest = env.path(name);
+    let spec = format!("type=tar,dest={}", dest.display());
+    let mut args = vec!["-o", spec.as_str()];
+    args.extend_from_slice(extra);
+    build_json(env, ctx, &args);
+    tar_entries(&dest)
+}
+
+/// The content of a regular file entry of [`tar_entries`].
+pub fn entry_data<'a>(entries: &'a BTreeMap<String, Value>, name: &str) -> &'a str {
+    entries.get(name).unwrap_or_else(|| {
+        panic!(
+            "{name} missing from the rootfs; have {:?}",
+            entries
+                .keys()
+                .filter(|k| !k.starts_with("bin/") && !k.starts_with("usr/"))
+                .collect::<Vec<_>>()
+        )
+    })["data"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{name} is not a regular file: {}", entries[name]))
+}

@@ -202,7 +202,10 @@ fn resolve(lw: &Lowerer<'_>, r: &Reference, node: &Node) -> Result<ImageConfig, 
             format!("failed to resolve base image {r}: {m}"),
             node.span,
         )
-        .with_hint(format!("import or pull it first, e.g. `kiln pull {r}`"))
+        .with_hint(format!(
+            "kiln builds from its local store: add the image with `kiln import ROOTFS.tar -t {}` or `kiln load -i ARCHIVE.tar`",
+            r.familiar()
+        ))
     })?;
     set_default_path(&mut cfg);
     Ok(cfg)
