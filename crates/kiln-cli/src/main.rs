@@ -17,6 +17,11 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).as_deref() == Some(kiln_sandbox::INIT_ARG.as_ref()) {
         kiln_sandbox::init_main();
     }
+    // `kiln images | head` should end quietly like any Unix tool, not panic on EPIPE.
+    // SAFETY: restoring the default disposition of one signal before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = cli::Cli::parse();
     init_tracing(cli.log_level.as_deref());
     match cmd::run(cli) {

@@ -55,7 +55,16 @@ impl Executor<'_> {
             }
         }
         ctx.status(reason);
-        let mut active = self.snapshots.prepare_active(&root.lowers())?;
+        // Without root no private mount namespace can show the merged view, so the lowers
+        // are materialised (the copy snapshotter): slower, but COPY then sees the image as
+        // it is (a `/bin -> usr/bin` symlink in a lower layer is followed, not shadowed).
+        let lowers = root.lowers();
+        let mut active = if !kiln_fs::running_as_root() && !lowers.is_empty() {
+            self.snapshots
+                .prepare_active_with(&lowers, kiln_snapshot::Snapshotter::Copy)?
+        } else {
+            self.snapshots.prepare_active(&lowers)?
+        };
         let mount = active.mount()?;
         let scratch = tempfile::tempdir_in(active.dir())
             .map_err(OpError::io("create temp dir in", active.dir()))?;
@@ -160,19 +169,39 @@ impl Executor<'_> {
                     Some(Output::Fs(src)) => {
                         opts.preserve_owner = true;
                         opts.source_name = "stage or image".into();
-                        let lowers: Vec<_> = src
-                            .lowers()
-                            .iter()
-                            .map(|id| self.snapshots.snapshot_fs(id))
-                            .collect();
-                        let inner = scratch.join(format!("src-{}", c.from));
-                        std::fs::create_dir_all(&inner).map_err(OpError::io("create", &inner))?;
-                        with_readonly(&lowers, &inner, |src_root| {
-                            kiln_context::copy_into(
-                                src_root, &c.sources, dest, &dest_path, "/", &opts,
+                        if kiln_fs::running_as_root() || src.layers.len() <= 1 {
+                            let lowers: Vec<_> = src
+                                .lowers()
+                                .iter()
+                                .map(|id| self.snapshots.snapshot_fs(id))
+                                .collect();
+                            let inner = scratch.join(format!("src-{}", c.from));
+                            std::fs::create_dir_all(&inner)
+                                .map_err(OpError::io("create", &inner))?;
+                            with_readonly(&lowers, &inner, |src_root| {
+                                kiln_context::copy_into(
+                                    src_root, &c.sources, dest, &dest_path, "/", &opts,
+                                )?;
+                                Ok(())
+                            })?;
+                        } else {
+                            // Rootless: materialise the source stack once for this copy.
+                            let mut view = self.snapshots.prepare_active_with(
+                                &src.lowers(),
+                                kiln_snapshot::Snapshotter::Copy,
                             )?;
-                            Ok(())
-                        })?;
+                            let kiln_snapshot::ActiveMount::Dir(root) = view.mount()? else {
+                                return Err(OpError::Internal(
+                                    "copy snapshotter gave no directory".into(),
+                                ));
+                            };
+                            let src_root = SafeRoot::open(&root)?;
+                            kiln_context::copy_into(
+                                &src_root, &c.sources, dest, &dest_path, "/", &opts,
+                            )?;
+                            drop(src_root);
+                            view.remove()?;
+                        }
                     }
                     None => {
                         return Err(OpError::Internal(format!("COPY: missing input {}", c.from)))

@@ -58,9 +58,10 @@ pub fn with_readonly<T: Send>(
         // One snapshot alone may still hold overlay whiteouts of nothing below; as a plain
         // directory those are just stray device nodes a COPY would never select by name.
         [only] if !kiln_fs::running_as_root() => f(&SafeRoot::open(only)?),
-        _ if !kiln_fs::running_as_root() => Err(OpError::Unsupported {
-            what: "COPY --from a multi-layer image or stage without root".into(),
-        }),
+        // The caller materialises multi-layer sources itself when it is not root.
+        _ if !kiln_fs::running_as_root() => Err(OpError::Internal(
+            "read-only overlay view needs root".into(),
+        )),
         _ => std::thread::scope(|s| {
             s.spawn(|| in_private_namespace_ro(lowers, scratch, f))
                 .join()

@@ -139,7 +139,35 @@ impl Store {
             } else {
                 manifests.push(entry);
             }
+            // A name given to a dangling image replaces its nameless entry.
+            let digest = target.digest().clone();
+            manifests.retain(|d| !(entry_name(d).is_none() && *d.digest() == digest));
             Ok(old)
+        })
+    }
+
+    /// Keeps an image that has no name (docker's "dangling" image: a build without `-t`):
+    /// an index.json entry without a name annotation, so `kiln images` lists it as
+    /// `<none>`, `kiln run <id>` finds it and prune keeps it until `kiln rmi <id>`. Nothing
+    /// is added when the image is already in the index under any name.
+    pub fn keep_untagged(&self, target: &Descriptor) -> Result<()> {
+        let digest = descriptor_digest(target, "descriptor to keep")?;
+        if manifest_kind(target.media_type().as_ref()).is_none() {
+            return Err(StoreError::NotAManifest {
+                digest,
+                media_type: target.media_type().to_string(),
+            });
+        }
+        if !self.has_blob(&digest) {
+            return Err(StoreError::BlobNotFound { digest });
+        }
+        self.update_index(|manifests| {
+            if !manifests.iter().any(|d| d.digest() == target.digest()) {
+                let mut entry = target.clone();
+                entry.set_annotations(None);
+                manifests.push(entry);
+            }
+            Ok(())
         })
     }
 

@@ -256,6 +256,10 @@ pub fn build(store: &Store, a: &BuildArgs) -> Result<ExitCode> {
         })
         .collect();
     let written = kiln_export::write_image(store, executor.lease(), &config, &layers, &tags)?;
+    if tags.is_empty() {
+        // Like docker's dangling images: listed as <none>, usable by id, kept by prune.
+        store.keep_untagged(&written.manifest)?;
+    }
 
     for out in &outputs {
         if *out == BuildOutput::Image {
