@@ -29,8 +29,22 @@ if [ -x crates/kiln-sandbox/tests/run-unprivileged.sh ]; then
   [ "$s" = 0 ] || status=$s
 fi
 
-passed=$(grep -Eo 'test result: [A-Za-z]+\. [0-9]+ passed; [0-9]+ failed' "$log" | awk '{p+=$4; f+=$6} END {print p+0}')
-failed=$(grep -Eo 'test result: [A-Za-z]+\. [0-9]+ passed; [0-9]+ failed' "$log" | awk '{p+=$4; f+=$6} END {print f+0}')
+# Rootless builds end to end (layers must record container ids), as the same user.
+if [ -x crates/kiln-cli/tests/rootless-build.sh ]; then
+  step "rootless build end to end"
+  set +e
+  crates/kiln-cli/tests/rootless-build.sh 2>&1 | tee -a "$log"
+  s=${PIPESTATUS[0]}
+  set -e
+  [ "$s" = 0 ] || status=$s
+fi
+
+counts() { # cargo's "test result" lines, plus the "rootless: N passed, M failed" line
+  { grep -Eo 'test result: [A-Za-z]+\. [0-9]+ passed; [0-9]+ failed' "$log" | awk '{print $4, $6}'
+    grep -Eo '^rootless: [0-9]+ passed, [0-9]+ failed' "$log" | awk '{print $2, $4}'; } |
+    awk '{p+=$1; f+=$2} END {print p+0, f+0}'
+}
+read -r passed failed < <(counts)
 rm -f "$log"
 echo
 echo "tests: $passed passed, $failed failed"

@@ -5,13 +5,28 @@
 //! `.wh..wh..opq` hides the lower contents of its directory but not entries of the same
 //! layer, wherever the marker sits in the tar. Whiteouts only ever apply to lower
 //! content, so a path this layer itself wrote is never deleted by its whiteouts.
+//!
+//! # Owners in a rootless apply
+//!
+//! With [`ApplyOptions::id_map`] the tar's owners are container ids and are translated to
+//! host ids before `chown`. An unprivileged process may not chown to ids other than its
+//! own, so there the intended container owner is kept in the xattr
+//! [`kiln_fs::OWNER_XATTR`] (`"uid:gid"`) instead, on every node whose owner differs from
+//! what the mapping makes of the unpacker's own ids (container 0:0) — which the tree
+//! writer (`WriteOptions::id_map`) honours. Design choice and trade-off: the alternative,
+//! unpacking inside the build's user namespace (through a sandbox helper re-exec), would
+//! give real host owners that the RUN sandbox sees too, but it needs a process per unpack
+//! and leaves snapshot files the user cannot remove without entering the namespace again
+//! (prune, `rm`). The xattr needs neither; its cost is that the sandbox shows such files as
+//! root-owned (as the single-id map always did), and that symlinks, fifos and devices
+//! cannot carry `user.*` xattrs (counted in [`ApplyStats::skipped_owners`]).
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use kiln_fs::{FileKind, SafeRoot};
+use kiln_fs::{FileKind, IdMapping, SafeRoot, OWNER_XATTR};
 use rustix::io::Errno;
 
 use crate::entry::{EntryHeader, EntryKind};
@@ -49,6 +64,11 @@ pub enum ApplyMode {
 pub struct ApplyOptions {
     /// chown entries to their uid/gid. Refusals are errors as root and counted otherwise.
     pub preserve_owner: bool,
+    /// The owners in the tar are container ids of this user-namespace mapping: chown to
+    /// the mapped host ids, and where that is impossible (unprivileged, or unmapped ids)
+    /// record the owner override xattr (module docs). Implies owners are preserved,
+    /// whatever `preserve_owner` says.
+    pub id_map: Option<IdMapping>,
     pub devices: DevicePolicy,
     pub limits: DecodeLimits,
     pub mode: ApplyMode,
@@ -59,6 +79,7 @@ impl Default for ApplyOptions {
         let root = kiln_fs::running_as_root();
         ApplyOptions {
             preserve_owner: root,
+            id_map: None,
             devices: if root {
                 DevicePolicy::Create
             } else {
@@ -106,6 +127,10 @@ pub fn apply_layer<R: Read + Send>(
         root,
         opts,
         is_root: kiln_fs::running_as_root(),
+        me: (
+            rustix::process::geteuid().as_raw(),
+            rustix::process::getegid().as_raw(),
+        ),
         stats: ApplyStats::default(),
         touched: HashSet::new(),
         dirs: Vec::new(),
@@ -132,6 +157,8 @@ struct Applier<'a> {
     root: &'a SafeRoot,
     opts: &'a ApplyOptions,
     is_root: bool,
+    /// Effective uid/gid: what every node this process creates is owned by.
+    me: (u32, u32),
     stats: ApplyStats,
     /// Paths written by this layer, and their ancestors.
     touched: HashSet<PathBuf>,
@@ -151,7 +178,7 @@ impl Applier<'_> {
                         "the root of a layer must be a directory",
                     ));
                 }
-                self.meta(h)?;
+                self.meta(h, true)?;
                 self.dirs
                     .push((PathBuf::new(), h.mode, (h.mtime, h.mtime_nsec)));
                 return Ok(());
@@ -168,16 +195,17 @@ impl Applier<'_> {
         let existing = self.root.try_lstat(path)?;
         match h.kind {
             EntryKind::Directory => {
-                match existing {
-                    Some(m) if m.kind == FileKind::Directory => {}
+                let merged = match existing {
+                    Some(m) if m.kind == FileKind::Directory => true,
                     other => {
                         if other.is_some() {
                             self.root.remove_all(path)?;
                         }
                         self.root.mkdir(path, 0o700)?;
+                        false
                     }
-                }
-                self.meta(h)?;
+                };
+                self.meta(h, merged)?;
                 self.dirs
                     .push((path.to_path_buf(), h.mode, (h.mtime, h.mtime_nsec)));
                 self.stats.dirs += 1;
@@ -240,7 +268,7 @@ impl Applier<'_> {
             }
             EntryKind::Directory | EntryKind::Hardlink => unreachable!("handled above"),
         }
-        self.meta(h)?;
+        self.meta(h, false)?;
         if h.kind != EntryKind::Symlink {
             self.root.chmod(path, h.mode)?;
         }
@@ -257,10 +285,14 @@ impl Applier<'_> {
         }
     }
 
-    /// Owner, then xattrs (chown would clear security.capability; mode comes after).
-    fn meta(&mut self, h: &EntryHeader) -> Result<(), Error> {
+    /// Owner, then xattrs (chown would clear security.capability; mode comes after, so a
+    /// read-only mode cannot block the owner override xattr). `merged`: an existing
+    /// directory, which may carry another layer's owner override.
+    fn meta(&mut self, h: &EntryHeader, merged: bool) -> Result<(), Error> {
         let path = h.path.as_path();
-        if self.opts.preserve_owner {
+        if let Some(map) = &self.opts.id_map {
+            self.mapped_owner(h, map, merged)?;
+        } else if self.opts.preserve_owner {
             match self.root.chown(path, h.uid, h.gid) {
                 Ok(()) => {}
                 Err(e) if !self.is_root && refused(&e) => self.stats.skipped_owners += 1,
@@ -281,6 +313,57 @@ impl Applier<'_> {
             }
         }
         Ok(())
+    }
+
+    /// chown to the mapped host owner when possible, else record the container owner in
+    /// the override xattr (only where the writer would otherwise get it wrong).
+    fn mapped_owner(
+        &mut self,
+        h: &EntryHeader,
+        map: &IdMapping,
+        merged: bool,
+    ) -> Result<(), Error> {
+        let path = h.path.as_path();
+        let owned = match map.host_owner(h.uid, h.gid) {
+            (Some(u), Some(g)) if (u, g) == self.me && !merged => true, // created as ours
+            (Some(u), Some(g)) => match self.root.chown(path, u, g) {
+                Ok(()) => true,
+                Err(e) if !self.is_root && refused(&e) => false,
+                Err(e) => return Err(e.into()),
+            },
+            _ => false,
+        };
+        // What the writer derives without an override: the mapped owner on disk.
+        let derived = if owned {
+            (h.uid, h.gid)
+        } else {
+            map.container_owner(self.me.0, self.me.1)
+        };
+        // A merged directory may hold a lower layer's override: always restate it.
+        if derived == (h.uid, h.gid) && !merged {
+            return Ok(());
+        }
+        if !matches!(h.kind, EntryKind::Regular | EntryKind::Directory) {
+            // Only regular files and directories can carry user.* xattrs.
+            if derived != (h.uid, h.gid) {
+                self.stats.skipped_owners += 1;
+            }
+            return Ok(());
+        }
+        let value = kiln_fs::idmap::format_owner(h.uid, h.gid);
+        match self
+            .root
+            .set_xattr(path, OsStr::new(OWNER_XATTR), value.as_bytes())
+        {
+            Ok(()) => Ok(()),
+            Err(e) if unsupported(&e) || refused(&e) => {
+                if derived != (h.uid, h.gid) {
+                    self.stats.skipped_owners += 1;
+                }
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn whiteout(&mut self, parent: &Path, target: &OsStr) -> Result<(), Error> {

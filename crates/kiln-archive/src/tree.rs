@@ -5,6 +5,15 @@
 //! a directory before its children. Hardlinked regular files (same device and inode)
 //! become link entries to the first path in that order. atime/ctime, inode numbers and
 //! user names never reach the output.
+//!
+//! # Owners of a rootless tree
+//!
+//! With [`WriteOptions::id_map`] the tree is read as a rootless process sees it on the
+//! host: each owner is translated host → container ([`IdMapping::container_owner`]; a host
+//! id outside the mapping is written as 65534, `nobody`, as the kernel shows it inside the
+//! namespace), and the owner override [`kiln_fs::OWNER_XATTR`] left by a rootless unpack
+//! replaces each id that maps to container 0 — the id the unprivileged unpacker had to
+//! leave. The override xattr itself is never written to a tar, with or without a mapping.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -12,7 +21,7 @@ use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use kiln_fs::{FileKind, Metadata, SafeRoot};
+use kiln_fs::{FileKind, IdMapping, Metadata, SafeRoot, OWNER_XATTR};
 use rustix::fs::OFlags;
 
 use crate::entry::{EntryHeader, EntryKind};
@@ -28,6 +37,10 @@ pub struct WriteOptions {
     pub overlay_upper: bool,
     /// Copy extended attributes into `SCHILY.xattr.*` records.
     pub xattrs: bool,
+    /// The tree's owners are host ids of a rootless build: write them as container ids
+    /// and honour the owner override xattr (see the module docs). None: write the ids on
+    /// disk as they are.
+    pub id_map: Option<IdMapping>,
 }
 
 /// Tar the whole tree below `root` (the root directory itself is not an entry) and
@@ -72,9 +85,14 @@ impl<W: Write> TreeWriter<'_, W> {
         }
         let mut xattrs = Vec::new();
         let mut opaque = false;
-        if self.opts.xattrs || self.opts.overlay_upper {
+        let mut owner_override = None;
+        if self.opts.xattrs || self.opts.overlay_upper || self.opts.id_map.is_some() {
             for (k, v) in self.root.list_xattrs(path)? {
                 let kb = k.as_bytes();
+                if kb == OWNER_XATTR.as_bytes() {
+                    owner_override = kiln_fs::idmap::parse_owner(&v);
+                    continue;
+                }
                 let overlay =
                     kb.starts_with(b"trusted.overlay.") || kb.starts_with(b"user.overlay.");
                 if overlay && self.opts.overlay_upper {
@@ -108,12 +126,16 @@ impl<W: Write> TreeWriter<'_, W> {
             FileKind::Fifo => EntryKind::Fifo,
             FileKind::Socket => return Ok(()), // tar cannot carry sockets; they are runtime state
         };
+        let (uid, gid) = match &self.opts.id_map {
+            None => (m.uid, m.gid),
+            Some(map) => map.effective_owner(m.uid, m.gid, owner_override),
+        };
         let mut h = EntryHeader {
             path: path.to_path_buf(),
             kind,
             mode: m.mode,
-            uid: m.uid,
-            gid: m.gid,
+            uid,
+            gid,
             size: 0,
             mtime,
             mtime_nsec: 0,

@@ -35,11 +35,16 @@ pub(crate) fn classify(name: &OsStr) -> Name<'_> {
 }
 
 /// Xattrs an untrusted layer may not set: overlayfs control attributes (an attacker
-/// could forge opaque dirs or redirects in a snapshot), SELinux labels and ACLs that
-/// belong to the host, and anything outside the namespaces images use.
+/// could forge opaque dirs or redirects in a snapshot), kiln's owner override
+/// (`user.kiln.owner`), SELinux labels and ACLs that belong to the host, and anything outside the
+/// namespaces images use.
 pub(crate) fn xattr_allowed(key: &OsStr) -> bool {
     let k = key.as_bytes();
     if k.starts_with(b"trusted.overlay.") || k.starts_with(b"user.overlay.") {
+        return false;
+    }
+    // kiln's own rootless bookkeeping (the owner override): a layer must not forge it.
+    if k == kiln_fs::OWNER_XATTR.as_bytes() {
         return false;
     }
     k.starts_with(b"user.") || k.starts_with(b"trusted.") || k == b"security.capability"

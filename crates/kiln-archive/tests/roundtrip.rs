@@ -225,6 +225,7 @@ fn opts() -> WriteOptions {
         clamp_mtime: None,
         overlay_upper: false,
         xattrs: true,
+        id_map: None,
     }
 }
 

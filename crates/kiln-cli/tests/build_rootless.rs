@@ -96,11 +96,9 @@ fn rootless_copy_chown_by_name_sees_the_images_passwd() {
     assert_eq!(entry_data(&fs, "tmp/uid"), "1234\n");
 }
 
-/// Known bug (see the report): rootless file operations and the layer commit record host
-/// ids (kilntest's uid) instead of the container's: new layers say 1001/1001 where the
-/// image must say 0/0 or the --chown owner.
+/// A rootless build's layers record container ids (0/0 and the --chown owner), not the
+/// host ids (kilntest's uid) the files have on disk.
 #[test]
-#[ignore = "rootless layers record host uids: commit does not map ids back"]
 fn rootless_layers_record_container_ids() {
     let env = Env::new();
     let Some(ctx) = fixture(&env) else { return };
@@ -123,10 +121,8 @@ fn rootless_layers_record_container_ids() {
     assert_eq!(fs["f.txt"]["gid"], 2345, "{}", fs["f.txt"]);
 }
 
-/// Known limitation, reported by kiln itself: COPY --from a stage of several layers needs
-/// root today.
+/// Without root, COPY --from a stage of several layers reads a materialised copy of it.
 #[test]
-#[ignore = "COPY --from a multi-layer stage is unsupported without root"]
 fn rootless_copy_from_multi_layer_stage() {
     let env = Env::new();
     let Some(ctx) = fixture(&env) else { return };

@@ -328,6 +328,12 @@ impl Copier<'_> {
     }
 
     fn chown(&mut self, p: &Path, u: u32, g: u32) -> Result<(), Error> {
+        if !self.is_root && self.opts.chown == Some((u, g)) {
+            if !record_owner(self.dst, p, (u, g)) {
+                self.report.skipped_owners += 1;
+            }
+            return Ok(());
+        }
         if !self.is_root && (u, g) == self.ids {
             return Ok(());
         }
@@ -482,6 +488,12 @@ impl Copier<'_> {
 
     pub(crate) fn chown_unpacked(&mut self, root: &SafeRoot, p: &Path) -> Result<(), Error> {
         if let Some((u, g)) = self.opts.chown {
+            if !self.is_root {
+                if root.try_lstat(p)?.is_some() && !record_owner(root, p, (u, g)) {
+                    self.report.skipped_owners += 1;
+                }
+                return Ok(());
+            }
             match root.chown(p, u, g) {
                 Ok(()) => {}
                 Err(e) if e.is_not_found() => {}
@@ -579,4 +591,18 @@ fn new_copier<'a>(src: &'a SafeRoot, dst: &'a SafeRoot, opts: &'a CopyOpts) -> C
         links: HashMap::new(),
         deferred: Vec::new(),
     }
+}
+
+/// Rootless `--chown` (container ids, which the process may not chown to): the node stays
+/// the user's — container 0:0 in the sandbox and to the layer writer — and the intended
+/// owner goes into the owner override xattr, which the layer writer honours
+/// (`kiln_fs::idmap`). False when nothing could be recorded (a symlink cannot carry
+/// `user.*` xattrs, or the filesystem refused).
+fn record_owner(root: &SafeRoot, p: &Path, owner: (u32, u32)) -> bool {
+    if owner == (0, 0) {
+        return true; // what the writer derives from the user's own ids anyway
+    }
+    let v = kiln_fs::idmap::format_owner(owner.0, owner.1);
+    root.set_xattr(p, std::ffi::OsStr::new(kiln_fs::OWNER_XATTR), v.as_bytes())
+        .is_ok()
 }

@@ -57,6 +57,7 @@ pub(crate) fn extract(
     let sub = SafeRoot::from_fd(fd, dest_root.resolver());
     let opts = ApplyOptions {
         preserve_owner: c.preserve_archive_owners(),
+        id_map: None,
         devices: DevicePolicy::CreateOrSkip,
         limits: DecodeLimits::default(),
         mode: ApplyMode::Merge,

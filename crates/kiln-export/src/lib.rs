@@ -19,5 +19,5 @@ pub use error::{ExportError, Result};
 pub use image::{write_image, Layer, WrittenImage};
 pub use import::{import_rootfs, ImportOptions};
 pub use load::{load, LoadedImage};
-pub use outputs::{parse_output, unpack_rootfs, write_output, Output};
+pub use outputs::{parse_output, unpack_rootfs, unpack_rootfs_with, write_output, Output};
 pub use save::{resolve_items, save, ArchiveFormat, SaveItem};

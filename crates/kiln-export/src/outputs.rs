@@ -13,7 +13,7 @@
 use crate::error::{io_err, ExportError, Result};
 use crate::save::{save, ArchiveFormat, SaveItem};
 use kiln_archive::{ApplyOptions, DecodeLimits, WriteOptions};
-use kiln_fs::SafeRoot;
+use kiln_fs::{IdMapping, SafeRoot};
 use kiln_oci::spec::ImageManifest;
 use kiln_oci::Digest;
 use kiln_store::Store;
@@ -124,12 +124,16 @@ pub fn write_output(store: &Store, item: SaveItem, output: &Output) -> Result<()
         Output::RootfsTar(dest) => {
             let tmp =
                 tempfile::tempdir_in(store.root()).map_err(io_err("create temp dir in store"))?;
-            unpack_rootfs(store, &item.image.manifest, tmp.path())?;
+            // Rootless, the unpack cannot chown: it keeps owners in the override xattr
+            // (kiln_fs::idmap) and the writer turns them back into the image's ids.
+            let id_map = (!kiln_fs::running_as_root()).then(IdMapping::for_current_process);
+            unpack_rootfs_with(store, &item.image.manifest, tmp.path(), id_map.clone())?;
             let root = SafeRoot::open(tmp.path())?;
             let opts = WriteOptions {
                 clamp_mtime: None,
                 overlay_upper: false,
                 xattrs: true,
+                id_map: id_map.clone(),
             };
             match dest {
                 None => {
@@ -224,6 +228,18 @@ fn write_layout(store: &Store, item: &SaveItem, dir: &Path) -> Result<()> {
 
 /// Applies the image's layers in order onto `dir` (confined by the safe root).
 pub fn unpack_rootfs(store: &Store, manifest: &ImageManifest, dir: &Path) -> Result<()> {
+    unpack_rootfs_with(store, manifest, dir, None)
+}
+
+/// [`unpack_rootfs`] with the owners translated through `id_map` (container → host) and,
+/// where the process may not chown, kept in the owner override xattr for a later
+/// `write_tree` with the same mapping.
+pub fn unpack_rootfs_with(
+    store: &Store,
+    manifest: &ImageManifest,
+    dir: &Path,
+    id_map: Option<IdMapping>,
+) -> Result<()> {
     let root = SafeRoot::open(dir)?;
     for layer in manifest.layers() {
         let digest = Digest::try_from(layer.digest()).map_err(|e| ExportError::BadArchive {
@@ -233,6 +249,7 @@ pub fn unpack_rootfs(store: &Store, manifest: &ImageManifest, dir: &Path) -> Res
         let reader = store.open_blob_verified(&digest, layer.size())?;
         let opts = ApplyOptions {
             limits: DecodeLimits::unlimited(),
+            id_map: id_map.clone(),
             ..ApplyOptions::default()
         };
         kiln_archive::apply_layer(&root, reader, &opts)?;

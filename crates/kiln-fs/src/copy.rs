@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use rustix::fs::OFlags;
 use rustix::io::Errno;
 
-use crate::{Error, FileKind, Metadata, SafeRoot};
+use crate::idmap::{format_owner, parse_owner};
+use crate::{Error, FileKind, IdMapping, Metadata, SafeRoot, OWNER_XATTR};
 
 #[derive(Debug, Clone, Default)]
 pub struct CopyOptions {
@@ -21,6 +22,11 @@ pub struct CopyOptions {
     pub chown: Option<(u32, u32)>,
     /// Copy extended attributes; refusals (EPERM/ENOTSUP) are counted, not fatal.
     pub xattrs: bool,
+    /// Rootless trees on both sides (module docs of [`crate::idmap`]): instead of chowning,
+    /// give each copy the owner override holding the source's effective container owner
+    /// ([`IdMapping::effective_owner`]), wherever the copy's own (mapped) owner would not
+    /// already say so. Ignored when `chown` or `preserve_owner` is set.
+    pub id_map: Option<IdMapping>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -141,9 +147,40 @@ impl Copier<'_> {
         if let Some((u, g)) = owner {
             self.dst.chown(d, u, g)?;
         }
-        if self.opts.xattrs {
-            for (k, v) in self.src.list_xattrs(s)? {
-                match self.dst.set_xattr(d, &k, &v) {
+        let record = self.opts.id_map.as_ref().filter(|_| owner.is_none());
+        let xattrs = if self.opts.xattrs || record.is_some() {
+            self.src.list_xattrs(s)?
+        } else {
+            Vec::new()
+        };
+        let mut over = None;
+        for (k, v) in &xattrs {
+            if k.as_encoded_bytes() == OWNER_XATTR.as_bytes() {
+                over = parse_owner(v);
+                if record.is_some() {
+                    continue; // restated below from the effective owner
+                }
+            }
+            if !self.opts.xattrs {
+                continue;
+            }
+            match self.dst.set_xattr(d, k, v) {
+                Ok(()) => {}
+                Err(e) if is_refusal(&e) => self.stats.skipped_xattrs += 1,
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(map) = record {
+            let want = map.effective_owner(m.uid, m.gid, over);
+            let copy = self.dst.lstat(d)?;
+            let plain = map.container_owner(copy.uid, copy.gid);
+            // Regular files and directories only: other nodes cannot carry user.* xattrs.
+            if want != plain && matches!(m.kind, FileKind::Regular | FileKind::Directory) {
+                let v = format_owner(want.0, want.1);
+                match self
+                    .dst
+                    .set_xattr(d, std::ffi::OsStr::new(OWNER_XATTR), v.as_bytes())
+                {
                     Ok(()) => {}
                     Err(e) if is_refusal(&e) => self.stats.skipped_xattrs += 1,
                     Err(e) => return Err(e),

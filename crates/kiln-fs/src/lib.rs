@@ -12,10 +12,15 @@
 //! times, xattrs) resolve only the *parent* inside the root and then act with an `*at`
 //! call on a single plain name, so a symlink in final position is never followed.
 //!
+//! Also owns [`IdMapping`] (host ↔ container ids of a user namespace, as a value) and the
+//! rootless owner-override xattr ([`OWNER_XATTR`]): the id arithmetic every crate that
+//! reads or writes a rootless tree shares (see [`idmap`]).
+//!
 //! Must not: depend on the archive, store or sandbox crates, or print anything.
 
 mod copy;
 mod error;
+pub mod idmap;
 mod path;
 mod resolve;
 mod root;
@@ -23,6 +28,7 @@ mod xattr;
 
 pub use copy::{copy, CopyOptions, CopyStats};
 pub use error::Error;
+pub use idmap::{IdMap, IdMapping, IdRange, OVERFLOW_ID, OWNER_XATTR};
 pub use path::{normalize, normalize_bytes};
 pub use resolve::Resolver;
 pub use root::{FileKind, Metadata, SafeRoot};

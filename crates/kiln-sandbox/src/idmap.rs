@@ -3,6 +3,7 @@
 
 use crate::error::Error;
 use crate::spec::IdMapPolicy;
+use kiln_fs::IdMapping;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -36,8 +37,28 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// The ids this plan maps, as a value (what kiln-archive and kiln-snapshot translate
+    /// layer owners with).
+    pub fn mapping(&self) -> IdMapping {
+        match self {
+            Plan::Host => IdMapping::identity(),
+            Plan::Single { uid, gid } => IdMapping::single(*uid, *gid),
+            Plan::Subordinate {
+                uid,
+                gid,
+                subuid,
+                subgid,
+                ..
+            } => IdMapping::subordinate(*uid, *gid, *subuid, *subgid),
+        }
+    }
+}
+
 /// Chooses the plan for `policy`; the string is a one-line warning for the
-/// caller when we fall back to a single-id map.
+/// caller when we fall back to a single-id map. The ranges and tools come from
+/// [`kiln_fs::idmap::detect_rootless`], the same code
+/// [`IdMapping::for_current_process`] uses, so both always agree.
 pub(crate) fn plan(policy: IdMapPolicy) -> (Plan, Option<String>) {
     let uid = rustix::process::geteuid().as_raw();
     let gid = rustix::process::getegid().as_raw();
@@ -46,31 +67,20 @@ pub(crate) fn plan(policy: IdMapPolicy) -> (Plan, Option<String>) {
         IdMapPolicy::Auto if uid == 0 => return (Plan::Host, None),
         IdMapPolicy::Auto => {}
     }
-    let name = std::fs::read_to_string("/etc/passwd")
-        .ok()
-        .and_then(|p| user_name(&p, uid));
-    let tools = (find_tool("newuidmap"), find_tool("newgidmap"));
-    let ranges = (
-        std::fs::read_to_string("/etc/subuid")
-            .ok()
-            .and_then(|s| sub_range(&s, name.as_deref(), uid)),
-        std::fs::read_to_string("/etc/subgid")
-            .ok()
-            .and_then(|s| sub_range(&s, name.as_deref(), uid)),
-    );
-    match (tools, ranges) {
-        ((Some(newuidmap), Some(newgidmap)), (Some(subuid), Some(subgid))) => (
+    let ids = kiln_fs::idmap::detect_rootless();
+    match ids.subordinate {
+        Some(s) => (
             Plan::Subordinate {
-                uid,
-                gid,
-                subuid,
-                subgid,
-                newuidmap,
-                newgidmap,
+                uid: ids.uid,
+                gid: ids.gid,
+                subuid: s.subuid,
+                subgid: s.subgid,
+                newuidmap: s.newuidmap,
+                newgidmap: s.newgidmap,
             },
             None,
         ),
-        _ => (
+        None => (
             Plan::Single { uid, gid },
             Some(format!(
                 "rootless sandbox maps only container uid/gid 0 (to host {uid}/{gid}): \
@@ -80,30 +90,11 @@ pub(crate) fn plan(policy: IdMapPolicy) -> (Plan, Option<String>) {
     }
 }
 
-fn user_name(passwd: &str, uid: u32) -> Option<String> {
-    passwd.lines().find_map(|l| {
-        let f: Vec<&str> = l.split(':').collect();
-        (f.len() > 2 && f[2].parse() == Ok(uid)).then(|| f[0].to_owned())
-    })
-}
-
-/// The first `name:start:count` (or `uid:start:count`) line for us.
-fn sub_range(contents: &str, name: Option<&str>, uid: u32) -> Option<(u32, u32)> {
-    contents.lines().find_map(|l| {
-        let f: Vec<&str> = l.trim().split(':').collect();
-        if f.len() != 3 || !(Some(f[0]) == name || f[0].parse() == Ok(uid)) {
-            return None;
-        }
-        let (start, count) = (f[1].parse().ok()?, f[2].parse::<u32>().ok()?);
-        (count > 0).then_some((start, count))
-    })
-}
-
-fn find_tool(name: &str) -> Option<PathBuf> {
-    ["/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin"]
-        .iter()
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file())
+/// The id mapping a sandbox started by this process with `policy` uses: the identity
+/// as root (`Auto`), container 0 ↔ our ids plus the subordinate ranges when rootless.
+/// A pure value; nothing is written.
+pub fn id_mapping(policy: IdMapPolicy) -> IdMapping {
+    plan(policy).0.mapping()
 }
 
 /// Writes the maps for the helper `pid`, which has unshared its user
@@ -197,14 +188,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn subordinate_ranges() {
-        let s = "alice:100000:65536\n1001:200000:1000\nbob:0:0\n";
-        assert_eq!(sub_range(s, Some("alice"), 1000), Some((100000, 65536)));
-        assert_eq!(sub_range(s, None, 1001), Some((200000, 1000)));
-        assert_eq!(sub_range(s, Some("bob"), 5), None);
+    fn plan_mappings() {
+        assert!(Plan::Host.mapping().is_identity());
+        let single = Plan::Single {
+            uid: 1000,
+            gid: 1001,
+        }
+        .mapping();
+        assert_eq!(single.uid.to_container(1000), Some(0));
+        assert_eq!(single.gid.to_container(1001), Some(0));
+        assert_eq!(single.uid.to_host(1), None);
+        let sub = Plan::Subordinate {
+            uid: 1000,
+            gid: 1001,
+            subuid: (100000, 65536),
+            subgid: (200000, 65536),
+            newuidmap: "/usr/bin/newuidmap".into(),
+            newgidmap: "/usr/bin/newgidmap".into(),
+        }
+        .mapping();
+        assert_eq!(sub.uid.to_host(1234), Some(101233));
+        assert_eq!(sub.gid.to_host(1234), Some(201233));
+        assert_eq!(sub.uid.to_container(1000), Some(0));
+    }
+
+    #[test]
+    fn auto_agrees_with_kiln_fs() {
         assert_eq!(
-            user_name("root:x:0:0::/:/bin/sh\nk:x:1000:1000::/:/bin/sh", 1000),
-            Some("k".into())
+            id_mapping(IdMapPolicy::Auto),
+            IdMapping::for_current_process()
         );
     }
 }

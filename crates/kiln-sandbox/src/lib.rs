@@ -8,6 +8,10 @@
 //! forwarding), the payload's ids, capabilities and exec.
 //! Must not: parse Dockerfiles, talk to registries, or know about images.
 //!
+//! The id maps are decided by [`id_mapping`] (a pure [`IdMapping`] value, defined in
+//! kiln-fs so that kiln-archive and kiln-snapshot can translate layer owners with the very
+//! same arithmetic without depending on this crate); the sandbox only installs them.
+//!
 //! # How a sandbox starts
 //!
 //! kiln is multi-threaded (tokio), and forking such a process to run Rust
@@ -58,6 +62,8 @@ mod sys;
 mod user;
 
 pub use error::{Error, StepError};
+pub use idmap::id_mapping;
+pub use kiln_fs::{IdMap, IdMapping, IdRange};
 pub use parent::{Child, Output, RunOutcome, Sandbox, Stdio};
 pub use spec::{EtcFile, EtcFiles, IdMapPolicy, Mount, Network, RootFs, Spec, DEFAULT_PATH};
 pub use user::{resolve_user, UserError};

@@ -105,6 +105,8 @@ pub struct Active {
     pub work: PathBuf,
     pub(crate) snapshotter: Snapshotter,
     pub(crate) xattr: OverlayXattr,
+    /// The owner mapping of the snapshots ([`Snapshots::id_mapping`]).
+    pub(crate) id_map: Option<kiln_fs::IdMapping>,
     /// Copy fallback: the materialised root and its pre-run state, once mounted.
     pub(crate) copy: Option<crate::fallback::Materialised>,
     pub(crate) _lock: Option<File>,
@@ -146,6 +148,7 @@ impl Snapshots {
             work: work.clone(),
             snapshotter,
             xattr: self.xattr,
+            id_map: self.id_map.clone(),
             copy: None,
             _lock: Some(lock),
             keep: false,
@@ -192,6 +195,7 @@ impl Active {
                         &self.lowers,
                         &root,
                         self.xattr,
+                        self.id_map.as_ref(),
                     )?);
                 }
                 Ok(ActiveMount::Dir(self.dir.join("root")))

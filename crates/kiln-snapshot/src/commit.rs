@@ -2,6 +2,11 @@
 //! store — tar, compress and both hashes in one streamed pass — and (b) the snapshot for
 //! the next step, by renaming the very same directory into `snapshots/<chain id>`: the next
 //! step stacks on it without unpacking anything.
+//!
+//! Owners: rootless, the upper dir holds host ids (container 0 is the user, container N
+//! the subordinate id `start + N - 1`) and copy-ups carry the owner override xattr of the
+//! snapshot they came from; the layer gets container ids through the store's
+//! [`Snapshots::id_mapping`] (see `kiln_fs::idmap`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -105,7 +110,12 @@ impl Snapshots {
     ) -> Result<Committed> {
         if let Some(m) = active.copy.take() {
             // Slow path: find the changes by walking the materialised root.
-            crate::fallback::diff_into_upper(&m, &active.upper, active.xattr)?;
+            crate::fallback::diff_into_upper(
+                &m,
+                &active.upper,
+                active.xattr,
+                active.id_map.as_ref(),
+            )?;
             crate::util::remove_tree(&m.root)?;
         }
         let upper = SafeRoot::open(&active.upper)?;
@@ -161,6 +171,7 @@ impl Snapshots {
             clamp_mtime: opts.clamp_mtime,
             overlay_upper: true,
             xattrs: true,
+            id_map: self.id_map.clone(),
         };
         let bw = self.store.blob_writer(Some(lease))?;
         let io = |e: std::io::Error| Error::io("compress layer", upper_display())(e);

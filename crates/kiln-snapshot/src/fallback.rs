@@ -20,7 +20,7 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use kiln_archive::{ApplyMode, ApplyOptions, DecodeLimits, WriteOptions};
-use kiln_fs::{CopyOptions, FileKind, SafeRoot};
+use kiln_fs::{CopyOptions, FileKind, IdMapping, SafeRoot, OWNER_XATTR};
 use rustix::fs::AtFlags;
 
 use crate::lookup::opaque_key;
@@ -45,6 +45,7 @@ pub(crate) fn materialise(
     lowers: &[PathBuf],
     root: &Path,
     x: OverlayXattr,
+    id_map: Option<&IdMapping>,
 ) -> Result<Materialised> {
     std::fs::create_dir_all(root).map_err(Error::io("create directory", root))?;
     let dst = SafeRoot::open(root)?;
@@ -52,12 +53,16 @@ pub(crate) fn materialise(
         // Snapshots were checked against the limits when they were unpacked.
         limits: DecodeLimits::unlimited(),
         mode: ApplyMode::Merge,
+        id_map: id_map.cloned(),
         ..ApplyOptions::default()
     };
+    // Rootless, owners travel through the pipe as container ids and land as the owner
+    // override again (kiln_fs::idmap).
     let wopts = WriteOptions {
         clamp_mtime: None,
         overlay_upper: true,
         xattrs: true,
+        id_map: id_map.cloned(),
     };
     let _ = x; // both xattr namespaces are recognised by write_tree's overlay_upper mode
     for lower in lowers {
@@ -111,7 +116,13 @@ fn index_dir(root: &SafeRoot, dir: &Path, m: &mut Materialised) -> Result<()> {
 }
 
 /// Writes the changes made to `m.root` since [`materialise`] into the empty dir `upper`.
-pub(crate) fn diff_into_upper(m: &Materialised, upper: &Path, x: OverlayXattr) -> Result<()> {
+pub(crate) fn diff_into_upper(
+    m: &Materialised,
+    upper: &Path,
+    x: OverlayXattr,
+    id_map: Option<&IdMapping>,
+) -> Result<()> {
+    let is_root = kiln_fs::running_as_root();
     let mut d = Differ {
         m,
         root: SafeRoot::open(&m.root)?,
@@ -119,7 +130,9 @@ pub(crate) fn diff_into_upper(m: &Materialised, upper: &Path, x: OverlayXattr) -
         x,
         made: HashSet::new(),
         dir_times: Vec::new(),
-        is_root: kiln_fs::running_as_root(),
+        is_root,
+        // Not root: the copies cannot be chowned; keep each owner in the override xattr.
+        id_map: id_map.filter(|_| !is_root),
     };
     d.dir(Path::new(""))?;
     // Directory times last: creating children bumped them.
@@ -138,6 +151,7 @@ struct Differ<'a> {
     made: HashSet<PathBuf>,
     dir_times: Vec<(PathBuf, (i64, u32))>,
     is_root: bool,
+    id_map: Option<&'a IdMapping>,
 }
 
 impl Differ<'_> {
@@ -185,6 +199,7 @@ impl Differ<'_> {
             preserve_owner: self.is_root,
             chown: None,
             xattrs: true,
+            id_map: self.id_map.cloned(),
         };
         kiln_fs::copy(&self.root, path, &self.upper, path, &opts)?;
         if opaque {
@@ -213,12 +228,27 @@ impl Differ<'_> {
         if self.is_root {
             self.upper.chown(dir, m.uid, m.gid)?;
         }
+        let mut over = None;
         for (k, v) in self.root.list_xattrs(dir)? {
             let kb = k.as_encoded_bytes();
             if kb.starts_with(b"trusted.overlay.") || kb.starts_with(b"user.overlay.") {
                 continue;
             }
+            if kb == OWNER_XATTR.as_bytes() && self.id_map.is_some() {
+                over = kiln_fs::idmap::parse_owner(&v);
+                continue; // restated below from the effective owner
+            }
             let _ = self.upper.set_xattr(dir, &k, &v); // refusals: as kiln_fs::copy does
+        }
+        if let Some(map) = self.id_map {
+            let want = map.effective_owner(m.uid, m.gid, over);
+            let made = self.upper.lstat(dir)?;
+            if want != map.container_owner(made.uid, made.gid) {
+                let v = kiln_fs::idmap::format_owner(want.0, want.1);
+                let _ = self
+                    .upper
+                    .set_xattr(dir, OsStr::new(OWNER_XATTR), v.as_bytes());
+            }
         }
         self.upper.chmod(dir, m.mode)?;
         self.dir_times

@@ -153,6 +153,9 @@ impl Snapshots {
         let opts = ApplyOptions {
             limits: limits.clone(),
             mode: ApplyMode::OverlayNative(self.xattr),
+            // Rootless: owners the unpacker cannot set are kept in the owner override
+            // xattr, which commits (write_tree) honour.
+            id_map: self.id_map.clone(),
             ..ApplyOptions::default()
         };
         // The decompressed stream is already plain tar here; apply_layer's own detection

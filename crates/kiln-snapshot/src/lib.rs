@@ -16,6 +16,16 @@
 //! own mount namespace), resolve untrusted paths itself (everything inside a snapshot goes
 //! through `kiln_fs::SafeRoot`), schedule work, decide cache keys, or print.
 //!
+//! Rootless stores: the process cannot chown, so a base layer's files are unpacked owned
+//! by the user (container 0 in the sandbox) and each node meant for another owner keeps
+//! that owner in the `user.kiln.owner` xattr (`"uid:gid"`, container ids); RUN upper dirs
+//! hold host ids from the subordinate range. Commits write container ids through
+//! [`Snapshots::id_mapping`], preferring the xattr where the node is still the user's. Why
+//! not unpack inside the user namespace instead (real owners the sandbox would see too):
+//! this crate must not create namespaces, a process per unpack is costly, and files owned
+//! by subordinate ids can't be removed by the user afterwards (prune) without re-entering
+//! the namespace. Remaining gap: inside a RUN such files still *look* root-owned.
+//!
 //! On-disk layout:
 //! ```text
 //! kiln/snapshots/<chainid-hex>/fs/             overlay-native layer content (an overlay lower)
@@ -51,6 +61,8 @@ pub use kiln_archive::{LayerDigests, OverlayXattr};
 
 use std::path::{Path, PathBuf};
 
+use kiln_fs::IdMapping;
+
 /// A handle on the snapshot directory of one store. Cheap to clone; holds no descriptors,
 /// so several processes (and threads) can use one store at once.
 #[derive(Debug, Clone)]
@@ -58,6 +70,7 @@ pub struct Snapshots {
     store: kiln_store::Store,
     dir: PathBuf,
     xattr: OverlayXattr,
+    id_map: Option<IdMapping>,
 }
 
 impl Snapshots {
@@ -80,7 +93,25 @@ impl Snapshots {
             store: store.clone(),
             dir,
             xattr,
+            id_map: (!kiln_fs::running_as_root()).then(IdMapping::for_current_process),
         })
+    }
+
+    /// Replaces the owner mapping ([`Snapshots::id_mapping`]); None treats on-disk owners
+    /// as image owners (root's behaviour). For tests and for callers whose sandboxes use a
+    /// mapping other than `IdMapping::for_current_process`. Use one mapping per store.
+    pub fn with_id_mapping(mut self, id_map: Option<IdMapping>) -> Snapshots {
+        self.id_map = id_map;
+        self
+    }
+
+    /// How on-disk owners relate to image owners: None as root (they are the same);
+    /// rootless, the mapping kiln-sandbox's `IdMapPolicy::Auto` installs
+    /// (`IdMapping::for_current_process`). Unpacks apply layers through it (owners the
+    /// process may not chown to are kept in the `user.kiln.owner` xattr) and commits
+    /// translate host → container ids with it, preferring that xattr.
+    pub fn id_mapping(&self) -> Option<&IdMapping> {
+        self.id_map.as_ref()
     }
 
     pub fn store(&self) -> &kiln_store::Store {
