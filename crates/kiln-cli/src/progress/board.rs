@@ -210,6 +210,11 @@ impl<K: Eq + Hash + Clone> Board<K> {
     }
 
     /// Build statistics for the summary line.
+    /// Whether the build was interrupted (a step ended cancelled).
+    pub fn any_cancelled(&self) -> bool {
+        self.steps.iter().any(|s| s.state == StepState::Cancelled)
+    }
+
     pub fn totals(&self) -> Totals {
         let mut t = Totals::default();
         for s in &self.steps {

@@ -139,7 +139,13 @@ impl<K: Eq + Hash + Clone + Serialize> Renderer<K> {
 /// `Built 9 steps in 3.2s: 3 cached, 6 run (2.1s in RUN processes, 0.4s kiln overhead)`.
 fn summary<K: Eq + Hash + Clone>(board: &Board<K>, now: Duration, ok: bool) -> String {
     let t = board.totals();
-    let verb = if ok { "Built" } else { "Failed after" };
+    let verb = if !ok {
+        "Failed after"
+    } else if board.any_cancelled() {
+        "Cancelled after"
+    } else {
+        "Built"
+    };
     let mut s = format!(
         "{verb} {}/{} steps in {}: {} cached, {} run",
         board.completed(),
