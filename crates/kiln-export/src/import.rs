@@ -5,12 +5,12 @@
 //! names, normalised headers and a known compression, and the same tarball always gives the
 //! same layer digest.
 
-use crate::changes::ConfigChange;
 use crate::error::{io_err, ExportError, Result};
 use crate::image::{creation_time, rfc3339, write_image, Layer, WrittenImage};
 use kiln_archive::{DecodeLimits, EntryHeader, EntryKind, LayerWriter, TarBuilder};
 use kiln_oci::config::{host_platform, History};
 use kiln_oci::media::{self, Compression};
+use kiln_oci::ConfigChange;
 use kiln_oci::{ImageConfig, Reference};
 use kiln_store::Store;
 use std::io::Read;

@@ -6,7 +6,8 @@
 //! Must not: decide what is cached, or parse Dockerfiles (config edits arrive as
 //! [`ConfigChange`] values). Paths inside archives are never used as filesystem paths.
 
-pub mod changes;
+/// Config edits now live with the config type; re-exported for existing callers.
+pub use kiln_oci::changes;
 pub mod error;
 pub mod image;
 pub mod import;
@@ -14,10 +15,10 @@ pub mod load;
 pub mod outputs;
 pub mod save;
 
-pub use changes::ConfigChange;
 pub use error::{ExportError, Result};
 pub use image::{write_image, Layer, WrittenImage};
 pub use import::{import_rootfs, ImportOptions};
+pub use kiln_oci::ConfigChange;
 pub use load::{load, LoadedImage};
 pub use outputs::{parse_output, unpack_rootfs, unpack_rootfs_with, write_output, Output};
 pub use save::{resolve_items, save, ArchiveFormat, SaveItem};

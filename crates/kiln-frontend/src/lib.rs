@@ -8,7 +8,7 @@
 //! Must not: do I/O or execute anything. Base image configs come from the caller's
 //! resolver callback; content digests of context files are the executor's business.
 //! Depends on `kiln-dockerfile` (syntax, expansion, scoping), `kiln-graph` (the IR),
-//! `kiln-oci` (references, configs) and `kiln-export`'s `ConfigChange` (config edits).
+//! `kiln-oci` (references, configs and `ConfigChange` config edits).
 
 mod error;
 mod instructions;

@@ -2,8 +2,8 @@
 
 use crate::{BaseImage, LayerStep};
 use kiln_dockerfile::scope::StageScope;
-use kiln_export::changes::ConfigChange;
 use kiln_graph::VertexId;
+use kiln_oci::changes::ConfigChange;
 use kiln_oci::config::History;
 use kiln_oci::ImageConfig;
 

@@ -144,7 +144,7 @@ pub fn input_index(inputs: &mut Vec<VertexId>, id: VertexId) -> InputIndex {
 /// slash (and treats `.` as a directory).
 pub fn resolve_dest(workdir: &str, dest: &str) -> (String, bool) {
     let is_dir = dest.ends_with('/') || dest == "." || dest == ".." || dest.ends_with("/.");
-    let joined = kiln_export::changes::join_workdir(workdir, dest);
+    let joined = kiln_oci::changes::join_workdir(workdir, dest);
     if is_dir && !joined.ends_with('/') {
         (format!("{joined}/"), true)
     } else {

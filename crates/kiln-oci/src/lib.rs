@@ -7,12 +7,14 @@
 //!
 //! Must not: do I/O beyond the `Read`/`Write` traits handed to it. No filesystem, no network.
 
+pub mod changes;
 pub mod config;
 pub mod digest;
 pub mod media;
 pub mod reference;
 pub mod verify;
 
+pub use changes::ConfigChange;
 pub use config::ImageConfig;
 pub use digest::{Digest, DigestError, Sha256Writer};
 pub use reference::{Reference, ReferenceError};

@@ -6,7 +6,7 @@ use crate::state::StageState;
 use crate::util::{command_args, go_quote_list};
 use kiln_dockerfile::ast::CommandForm;
 use kiln_dockerfile::Node;
-use kiln_export::changes::ConfigChange;
+use kiln_oci::changes::ConfigChange;
 
 pub(crate) fn dispatch(
     _lw: &mut Lowerer<'_>,

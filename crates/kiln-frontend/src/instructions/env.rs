@@ -6,7 +6,7 @@ use crate::state::StageState;
 use crate::util::expand_err;
 use kiln_dockerfile::ast::KeyValue;
 use kiln_dockerfile::Node;
-use kiln_export::changes::ConfigChange;
+use kiln_oci::changes::ConfigChange;
 
 pub(crate) fn dispatch(
     _lw: &mut Lowerer<'_>,

@@ -7,7 +7,7 @@ use crate::state::StageState;
 use crate::util::{go_quote_list, parse_duration};
 use kiln_dockerfile::ast::{CommandForm, Healthcheck as HcAst};
 use kiln_dockerfile::{Node, Word};
-use kiln_export::changes::ConfigChange;
+use kiln_oci::changes::ConfigChange;
 use kiln_oci::config::Healthcheck;
 
 fn dur(w: &Option<Word>, name: &str) -> Result<Option<i64>, FrontendError> {

@@ -5,7 +5,7 @@ use crate::error::FrontendError;
 use crate::lower::Lowerer;
 use crate::state::StageState;
 use kiln_dockerfile::Node;
-use kiln_export::changes::ConfigChange;
+use kiln_oci::changes::ConfigChange;
 
 pub(crate) fn dispatch(
     lw: &mut Lowerer<'_>,

@@ -54,7 +54,7 @@ fn abs(p: &str, workdir: &str) -> String {
     if p.starts_with('/') {
         p.to_string()
     } else {
-        kiln_export::changes::join_workdir(workdir, p)
+        kiln_oci::changes::join_workdir(workdir, p)
     }
 }
 

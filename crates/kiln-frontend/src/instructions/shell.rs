@@ -5,7 +5,7 @@ use crate::lower::Lowerer;
 use crate::state::StageState;
 use crate::util::go_quote_list;
 use kiln_dockerfile::{Node, Word};
-use kiln_export::changes::ConfigChange;
+use kiln_oci::changes::ConfigChange;
 
 pub(crate) fn dispatch(
     _lw: &mut Lowerer<'_>,

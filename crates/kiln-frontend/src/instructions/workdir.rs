@@ -8,8 +8,8 @@ use crate::lower::Lowerer;
 use crate::state::StageState;
 use crate::util::expand;
 use kiln_dockerfile::{Node, Word};
-use kiln_export::changes::{join_workdir, ConfigChange};
 use kiln_graph::{FileAction, FileOp, InputIndex, Op};
+use kiln_oci::changes::{join_workdir, ConfigChange};
 
 pub(crate) fn dispatch(
     lw: &mut Lowerer<'_>,

@@ -2,8 +2,8 @@
 //! build frontend's metadata-only steps). Pure data in, config out: parsing the instruction
 //! text belongs to `kiln-dockerfile`; this only knows what each one does to a config.
 
-use kiln_oci::config::{EmptyObject, Healthcheck, RunConfig};
-use kiln_oci::ImageConfig;
+use crate::config::{EmptyObject, Healthcheck, RunConfig};
+use crate::ImageConfig;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigChange {
