@@ -160,7 +160,12 @@ impl Executor<'_> {
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
         let pid = child.id();
-        let done = std::sync::atomic::AtomicBool::new(false);
+        // Cancellation kills the helper at once; the hook is gone when this step returns.
+        let _kill_on_cancel = ctx.cancel_token().on_cancel(move || {
+            if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
+                let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+            }
+        });
         let outcome = std::thread::scope(|s| {
             let pump = |mut r: Box<dyn Read + Send>, stream: Stream| {
                 let tail = &tail;
@@ -192,23 +197,7 @@ impl Executor<'_> {
             if let Some(e) = stderr {
                 s.spawn(pump(Box::new(e), Stream::Stderr));
             }
-            let done = &done;
-            s.spawn(move || {
-                while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                    if ctx
-                        .cancel_token()
-                        .wait_timeout(std::time::Duration::from_millis(100))
-                    {
-                        if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
-                            let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
-                        }
-                        break;
-                    }
-                }
-            });
-            let r = child.wait();
-            done.store(true, std::sync::atomic::Ordering::Relaxed);
-            r
+            child.wait()
         });
         if ctx.is_cancelled() {
             return Err(OpError::Cancelled);

@@ -255,7 +255,16 @@ pub fn build(store: &Store, a: &BuildArgs) -> Result<ExitCode> {
             diff_id: l.diff_id.clone(),
         })
         .collect();
-    let written = kiln_export::write_image(store, executor.lease(), &config, &layers, &tags)?;
+    let written = match unchanged_image(store, &tags, &config, &layers) {
+        // A no-op rebuild keeps the image it would only re-date (same id, like BuildKit).
+        Some(existing) => {
+            for t in &tags {
+                store.tag(t, &existing.manifest)?;
+            }
+            existing
+        }
+        None => kiln_export::write_image(store, executor.lease(), &config, &layers, &tags)?,
+    };
     if tags.is_empty() {
         // Like docker's dangling images: listed as <none>, usable by id, kept by prune.
         store.keep_untagged(&written.manifest)?;
@@ -301,6 +310,40 @@ pub fn build(store: &Store, a: &BuildArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The image the first tag names, if it equals `config` except for timestamps.
+fn unchanged_image(
+    store: &Store,
+    tags: &[Reference],
+    config: &ImageConfig,
+    layers: &[Layer],
+) -> Option<kiln_export::WrittenImage> {
+    let first = tags.first()?;
+    let existing = store.resolve(&first.to_string()).ok()?;
+    let same_blobs = existing.manifest.layers().len() == layers.len()
+        && existing.manifest.layers().iter().zip(layers).all(|(a, b)| {
+            a.digest() == b.descriptor.digest() && a.media_type() == b.descriptor.media_type()
+        });
+    if !same_blobs {
+        return None;
+    }
+    let desc = existing.manifest.config();
+    let digest = Digest::try_from(desc.digest()).ok()?;
+    let bytes = store.read_blob_verified(&digest, Some(desc.size())).ok()?;
+    let old = ImageConfig::from_slice(&bytes).ok()?;
+    let undated = |c: &ImageConfig| {
+        let mut c = c.clone();
+        c.created = None;
+        for h in &mut c.history {
+            h.created = None;
+        }
+        c
+    };
+    (undated(&old) == undated(config)).then(|| kiln_export::WrittenImage {
+        manifest: existing.target.clone(),
+        id: existing.id.clone(),
+    })
 }
 
 fn base_config(store: &Store, r: &Reference) -> Result<ImageConfig, String> {

@@ -33,7 +33,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn open_store(flag: Option<PathBuf>) -> Result<Store> {
-    let root = kiln_store::default_root(flag)?;
+    // Absolute, because the sandbox helper and overlay mounts resolve it from elsewhere.
+    let root = std::path::absolute(kiln_store::default_root(flag)?)?;
     Store::open(&root).with_context(|| format!("cannot open the store at {}", root.display()))
 }
 
