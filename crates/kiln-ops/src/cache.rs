@@ -135,6 +135,24 @@ impl CacheDir {
     }
 }
 
+impl CacheDir {
+    /// Stores this build's per-file manifest of what a step copied (`label` tells several
+    /// COPY sources of one step apart) and returns the previous build's, if any.
+    pub fn swap_manifest(
+        &self,
+        identity: &Digest,
+        label: &str,
+        manifest: &[u8],
+    ) -> Option<Vec<u8>> {
+        let name = Digest::of_bytes(format!("{identity}\n{label}").as_bytes());
+        let path = self.steps.join(format!("{}.files.json", name.hex()));
+        let previous = std::fs::read(&path).ok();
+        // Only an explanation aid: failing to store it must not fail the build.
+        let _ = write_atomic(&self.steps, &path, manifest);
+        previous
+    }
+}
+
 /// Names of components that were added, removed or changed.
 pub fn changed_components(old: &KeyComponents, new: &KeyComponents) -> Vec<String> {
     let mut out: Vec<String> = new

@@ -42,7 +42,7 @@ impl Executor<'_> {
             components.insert(label, input.identity());
         }
         let key = Self::cache_key(vertex, &components);
-        let reason = self.miss_reason(vertex, &components);
+        let reason = self.miss_reason(vertex, &components, &[]);
         if !vertex.meta.ignore_cache {
             if let Some(record) = self.lookup(&key)? {
                 ctx.cached(None);

@@ -204,8 +204,14 @@ impl<'g> Executor<'g> {
         Self::layer_refs(&record)
     }
 
-    /// Explains a miss: which named components changed since this step's last build.
-    pub(crate) fn miss_reason(&self, vertex: &Vertex, components: &KeyComponents) -> String {
+    /// Explains a miss: which named components changed since this step's last build; for
+    /// copied files, which files (`file_changes`, named by path) rather than their total.
+    pub(crate) fn miss_reason(
+        &self,
+        vertex: &Vertex,
+        components: &KeyComponents,
+        file_changes: &[String],
+    ) -> String {
         let changed = match self
             .cache
             .remember_step(&self.step_identity(vertex), components)
@@ -214,12 +220,11 @@ impl<'g> Executor<'g> {
             Ok(None) => return "cache miss: first build of this step".into(),
             Err(_) => return "cache miss".into(),
         };
-        // Per-file entries say more than the aggregate over the same files.
-        let has_files = changed.iter().any(|c| c.starts_with("file "));
-        let changed: Vec<&String> = changed
-            .iter()
-            .filter(|c| !(has_files && c.starts_with("files ")))
+        let mut changed: Vec<String> = changed
+            .into_iter()
+            .filter(|c| file_changes.is_empty() || !c.starts_with("files "))
             .collect();
+        changed.splice(0..0, file_changes.iter().cloned());
         if changed.is_empty() {
             return "cache miss: same inputs as last build, but its result is gone (pruned or --no-cache)".into();
         }

@@ -6,15 +6,12 @@ use crate::error::OpError;
 use crate::executor::{fs_input, Executor};
 use crate::merged::{with_merged, with_readonly};
 use crate::state::{FsState, Output};
-use kiln_context::{Chmod, CopyOpts, DigestOpts};
+use kiln_context::{Change, Chmod, CopyOpts, DigestOpts, SourceManifest};
 use kiln_fs::SafeRoot;
 use kiln_graph::{CopyAction, FileAction, FileOp, Vertex, VertexId};
 use kiln_oci::Digest;
 use kiln_solver::JobCtx;
 use std::sync::Arc;
-
-/// Per-file key components kept for "which file changed" (beyond this only the total).
-const MAX_FILE_COMPONENTS: usize = 2000;
 
 impl Executor<'_> {
     pub(crate) fn file(
@@ -36,13 +33,14 @@ impl Executor<'_> {
         if op.root.is_some() {
             components.insert("base filesystem".into(), root.identity());
         }
+        let mut file_changes = Vec::new();
         for action in &op.actions {
             if let FileAction::Copy(c) = action {
-                self.copy_components(c, inputs, &mut components)?;
+                file_changes.extend(self.copy_components(vertex, c, inputs, &mut components)?);
             }
         }
         let key = Self::cache_key(vertex, &components);
-        let reason = self.miss_reason(vertex, &components);
+        let reason = self.miss_reason(vertex, &components, &file_changes);
         if !vertex.meta.ignore_cache {
             if let Some(record) = self.lookup(&key)? {
                 ctx.cached(None);
@@ -93,14 +91,16 @@ impl Executor<'_> {
     }
 
     /// The content a COPY reads, as key components: for a context the digest of exactly
-    /// the selected files (and each file's digest, to name what changed); for a stage or
-    /// image its content identity.
+    /// the selected files; for a stage or image its content identity. For a context it also
+    /// returns which files changed since this step's last build (from the per-file
+    /// manifest kept beside the step memory), to explain a miss by file name.
     fn copy_components(
         &self,
+        vertex: &Vertex,
         c: &CopyAction,
         inputs: &[Arc<Output>],
         out: &mut KeyComponents,
-    ) -> Result<(), OpError> {
+    ) -> Result<Vec<String>, OpError> {
         match inputs.get(c.from.as_usize()).map(|o| o.as_ref()) {
             Some(Output::Context(context)) => {
                 let opts = DigestOpts {
@@ -114,8 +114,22 @@ impl Executor<'_> {
                     format!("files {}", c.sources.join(" ")),
                     d.digest.to_string(),
                 );
-                for (path, fd) in d.files.iter().take(MAX_FILE_COMPONENTS) {
-                    out.insert(format!("file {path}"), fd.to_string());
+                let label = format!("{} {}", c.from, c.sources.join(" "));
+                let manifest = d.manifest();
+                let previous = self.cache.swap_manifest(
+                    &self.step_identity(vertex),
+                    &label,
+                    &manifest.to_json(),
+                );
+                if let Some(old) = previous.and_then(|b| SourceManifest::from_json(&b).ok()) {
+                    return Ok(kiln_context::diff(&old, &manifest)
+                        .into_iter()
+                        .map(|change| match change {
+                            Change::Modified(p) => format!("file {p}"),
+                            Change::Added(p) => format!("new file {p}"),
+                            Change::Removed(p) => format!("removed file {p}"),
+                        })
+                        .collect());
                 }
             }
             Some(Output::Fs(s)) => {
@@ -123,7 +137,7 @@ impl Executor<'_> {
             }
             None => return Err(OpError::Internal(format!("COPY: missing input {}", c.from))),
         }
-        Ok(())
+        Ok(Vec::new())
     }
 
     fn apply_action(
