@@ -3,8 +3,8 @@
 
 use crate::cache::KeyComponents;
 use crate::error::OpError;
-use crate::executor::{fs_input, Executor, SecretSource};
-use crate::state::{FsState, Output};
+use crate::executor::{fs_input, Executor, Probe, SecretSource};
+use crate::state::Output;
 use kiln_graph::{CacheSharing, ExecMount, ExecOp, NetworkMode, Vertex, VertexId};
 use kiln_oci::Digest;
 use kiln_sandbox::{Mount, Network, RootFs, Spec, Stdio};
@@ -41,20 +41,10 @@ impl Executor<'_> {
             };
             components.insert(label, input.identity());
         }
-        let key = Self::cache_key(vertex, &components);
-        let reason = self.miss_reason(vertex, &components, &[]);
-        if !vertex.meta.ignore_cache {
-            if let Some(record) = self.lookup(&key)? {
-                ctx.cached(None);
-                let mut layers = root.layers.clone();
-                layers.extend(Self::layer_refs(&record)?);
-                return Ok(Output::Fs(FsState {
-                    layers,
-                    image_config: None,
-                }));
-            }
-        }
-        ctx.status(reason);
+        let key = match self.probe(ctx, vertex, root, &components, &[])? {
+            Probe::Hit(out) => return Ok(out),
+            Probe::Miss(key) => key,
+        };
         let mut active = self.snapshots.prepare_active(&root.lowers())?;
         let mount = active.mount()?;
         let passwd = active.read_file(Path::new("etc/passwd"), 4 << 20)?;
@@ -139,13 +129,7 @@ impl Executor<'_> {
             ..self.opts.commit.clone()
         };
         let committed = self.snapshots.commit_active(active, &self.lease, &commit)?;
-        let new_layers = self.record(&key, &committed, elapsed.as_secs_f64())?;
-        let mut layers = root.layers.clone();
-        layers.extend(new_layers);
-        Ok(Output::Fs(FsState {
-            layers,
-            image_config: None,
-        }))
+        self.finish(root, &key, &committed, elapsed.as_secs_f64())
     }
 
     /// Spawns the sandbox, streams its output to progress events and keeps the last lines.

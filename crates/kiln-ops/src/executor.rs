@@ -204,6 +204,51 @@ impl<'g> Executor<'g> {
         Self::layer_refs(&record)
     }
 
+    /// Looks the step up in the cache. A hit returns the root's layers plus the recorded
+    /// ones; a miss reports why on the progress stream and returns the key to record under.
+    pub(crate) fn probe(
+        &self,
+        ctx: &JobCtx<'_, Digest, VertexId>,
+        vertex: &Vertex,
+        root: &FsState,
+        components: &KeyComponents,
+        file_changes: &[String],
+    ) -> Result<Probe, OpError> {
+        let key = Self::cache_key(vertex, components);
+        let reason = self.miss_reason(vertex, components, file_changes);
+        if !vertex.meta.ignore_cache {
+            if let Some(record) = self.lookup(&key)? {
+                ctx.cached(None);
+                return Ok(Probe::Hit(Self::stacked(root, Self::layer_refs(&record)?)));
+            }
+        }
+        ctx.status(reason);
+        Ok(Probe::Miss(key))
+    }
+
+    /// Records a committed step under `key` and returns the root with its new layer.
+    pub(crate) fn finish(
+        &self,
+        root: &FsState,
+        key: &Digest,
+        committed: &Committed,
+        exec_seconds: f64,
+    ) -> Result<Output, OpError> {
+        Ok(Self::stacked(
+            root,
+            self.record(key, committed, exec_seconds)?,
+        ))
+    }
+
+    fn stacked(root: &FsState, new_layers: Vec<LayerRef>) -> Output {
+        let mut layers = root.layers.clone();
+        layers.extend(new_layers);
+        Output::Fs(FsState {
+            layers,
+            image_config: None,
+        })
+    }
+
     /// Explains a miss: which named components changed since this step's last build; for
     /// copied files, which files (`file_changes`, named by path) rather than their total.
     pub(crate) fn miss_reason(
@@ -340,6 +385,12 @@ impl<'g> Executor<'g> {
             image_config: Some(Box::new(config)),
         })
     }
+}
+
+/// The outcome of [`Executor::probe`].
+pub(crate) enum Probe {
+    Hit(Output),
+    Miss(Digest),
 }
 
 pub(crate) fn fs_input<'a>(

@@ -3,7 +3,7 @@
 
 use crate::cache::KeyComponents;
 use crate::error::OpError;
-use crate::executor::{fs_input, Executor};
+use crate::executor::{fs_input, Executor, Probe};
 use crate::merged::{with_merged, with_readonly};
 use crate::state::{FsState, Output};
 use kiln_context::{Change, Chmod, CopyOpts, DigestOpts, SourceManifest};
@@ -39,20 +39,10 @@ impl Executor<'_> {
                 file_changes.extend(self.copy_components(vertex, c, inputs, &mut components)?);
             }
         }
-        let key = Self::cache_key(vertex, &components);
-        let reason = self.miss_reason(vertex, &components, &file_changes);
-        if !vertex.meta.ignore_cache {
-            if let Some(record) = self.lookup(&key)? {
-                ctx.cached(None);
-                let mut layers = root.layers.clone();
-                layers.extend(Self::layer_refs(&record)?);
-                return Ok(Output::Fs(FsState {
-                    layers,
-                    image_config: None,
-                }));
-            }
-        }
-        ctx.status(reason);
+        let key = match self.probe(ctx, vertex, &root, &components, &file_changes)? {
+            Probe::Hit(out) => return Ok(out),
+            Probe::Miss(key) => key,
+        };
         // Without root no private mount namespace can show the merged view, so the lowers
         // are materialised (the copy snapshotter): slower, but COPY then sees the image as
         // it is (a `/bin -> usr/bin` symlink in a lower layer is followed, not shadowed).
@@ -81,13 +71,7 @@ impl Executor<'_> {
         let committed = self
             .snapshots
             .commit_active(active, &self.lease, &self.opts.commit)?;
-        let new_layers = self.record(&key, &committed, started.elapsed().as_secs_f64())?;
-        let mut layers = root.layers.clone();
-        layers.extend(new_layers);
-        Ok(Output::Fs(FsState {
-            layers,
-            image_config: None,
-        }))
+        self.finish(&root, &key, &committed, started.elapsed().as_secs_f64())
     }
 
     /// The content a COPY reads, as key components: for a context the digest of exactly

@@ -118,29 +118,13 @@ fn in_private_namespace<T>(
         .collect::<Result<Vec<_>, _>>()?;
     let upper_fd = open_path(upper)?;
     let work_fd = open_path(work)?;
-    let target = scratch.join("merged");
-    std::fs::create_dir_all(&target).map_err(OpError::io("create", &target))?;
     let data = format!(
         "lowerdir={},upperdir=/proc/self/fd/{},workdir=/proc/self/fd/{}",
         lowerdir(&fds),
         upper_fd.as_raw_fd(),
         work_fd.as_raw_fd()
     );
-    let data = std::ffi::CString::new(data)
-        .map_err(|_| OpError::Internal("NUL in overlay options".into()))?;
-    rustix::mount::mount(
-        "overlay",
-        &target,
-        "overlay",
-        MountFlags::empty(),
-        Some(data.as_c_str()),
-    )
-    .map_err(|e| OpError::io("mount overlay at", &target)(e.into()))?;
-    let result = SafeRoot::open(&target)
-        .map_err(OpError::from)
-        .and_then(|r| f(&r));
-    let _ = rustix::mount::unmount(&target, UnmountFlags::DETACH);
-    result
+    mount_and_run(&scratch.join("merged"), &data, MountFlags::empty(), f)
 }
 
 fn in_private_namespace_ro<T>(
@@ -156,22 +140,26 @@ fn in_private_namespace_ro<T>(
     for p in lowers {
         fds.push(open_path(p)?);
     }
-    let target = scratch.join("ro-merged");
-    std::fs::create_dir_all(&target).map_err(OpError::io("create", &target))?;
     let data = format!("lowerdir={}", lowerdir(&fds));
-    let data = std::ffi::CString::new(data)
+    mount_and_run(&scratch.join("ro-merged"), &data, MountFlags::RDONLY, f)
+}
+
+/// Mounts an overlay with `options` at `target` (in the thread's private namespace), runs
+/// `f` on it and detaches it again.
+fn mount_and_run<T>(
+    target: &Path,
+    options: &str,
+    flags: MountFlags,
+    f: impl FnOnce(&SafeRoot) -> Result<T, OpError>,
+) -> Result<T, OpError> {
+    std::fs::create_dir_all(target).map_err(OpError::io("create", target))?;
+    let data = std::ffi::CString::new(options)
         .map_err(|_| OpError::Internal("NUL in overlay options".into()))?;
-    rustix::mount::mount(
-        "overlay",
-        &target,
-        "overlay",
-        MountFlags::RDONLY,
-        Some(data.as_c_str()),
-    )
-    .map_err(|e| OpError::io("mount overlay at", &target)(e.into()))?;
-    let result = SafeRoot::open(&target)
+    rustix::mount::mount("overlay", target, "overlay", flags, Some(data.as_c_str()))
+        .map_err(|e| OpError::io("mount overlay at", target)(e.into()))?;
+    let result = SafeRoot::open(target)
         .map_err(OpError::from)
         .and_then(|r| f(&r));
-    let _ = rustix::mount::unmount(&target, UnmountFlags::DETACH);
+    let _ = rustix::mount::unmount(target, UnmountFlags::DETACH);
     result
 }
