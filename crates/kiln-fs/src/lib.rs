@@ -18,6 +18,7 @@
 //!
 //! Must not: depend on the archive, store or sandbox crates, or print anything.
 
+pub mod atomic;
 mod copy;
 mod error;
 pub mod idmap;

@@ -12,7 +12,6 @@
 use kiln_oci::Digest;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Bumped when the record format or key derivation changes: old records are then ignored.
@@ -88,7 +87,7 @@ impl CacheDir {
 
     pub fn put(&self, record: &CacheRecord) -> Result<(), CacheError> {
         let bytes = serde_json::to_vec(record).expect("cache record serialises");
-        write_atomic(&self.records, &self.record_path(&record.key), &bytes)
+        write_atomic(&self.record_path(&record.key), &bytes)
     }
 
     pub fn remove(&self, key: &Digest) {
@@ -126,11 +125,7 @@ impl CacheDir {
             version: CACHE_VERSION,
             components: components.clone(),
         };
-        write_atomic(
-            &self.steps,
-            &path,
-            &serde_json::to_vec(&mem).expect("serialises"),
-        )?;
+        write_atomic(&path, &serde_json::to_vec(&mem).expect("serialises"))?;
         Ok(changed)
     }
 }
@@ -148,7 +143,7 @@ impl CacheDir {
         let path = self.steps.join(format!("{}.files.json", name.hex()));
         let previous = std::fs::read(&path).ok();
         // Only an explanation aid: failing to store it must not fail the build.
-        let _ = write_atomic(&self.steps, &path, manifest);
+        let _ = write_atomic(&path, manifest);
         previous
     }
 }
@@ -166,16 +161,11 @@ pub fn changed_components(old: &KeyComponents, new: &KeyComponents) -> Vec<Strin
     out
 }
 
-fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
-    let err = |source| CacheError {
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
+    kiln_fs::atomic::write_file(path, bytes).map_err(|source| CacheError {
         path: path.to_path_buf(),
         source,
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
-    tmp.write_all(bytes).map_err(err)?;
-    tmp.as_file().sync_all().map_err(err)?;
-    tmp.persist(path).map_err(|e| err(e.error))?;
-    Ok(())
+    })
 }
 
 #[cfg(test)]

@@ -47,19 +47,7 @@ impl Executor<'_> {
         };
         let mut active = self.snapshots.prepare_active(&root.lowers())?;
         let mount = active.mount()?;
-        let passwd = active.read_file(Path::new("etc/passwd"), 4 << 20)?;
-        let group = active.read_file(Path::new("etc/group"), 4 << 20)?;
-        let user = crate::user::resolve(
-            &op.user,
-            passwd
-                .as_deref()
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-                .as_deref(),
-            group
-                .as_deref()
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-                .as_deref(),
-        )?;
+        let user = crate::user::UserDb::read(&active)?.resolve(&op.user)?;
         let rootfs = match &mount {
             ActiveMount::Overlay {
                 lowers,

@@ -17,7 +17,7 @@ use crate::error::OpError;
 use crate::state::{FsState, LayerRef, Output};
 use kiln_graph::{Graph, Op, SourceOp, Vertex, VertexId};
 use kiln_oci::media;
-use kiln_oci::{Digest, ImageConfig};
+use kiln_oci::Digest;
 use kiln_sandbox::Sandbox;
 use kiln_snapshot::{CommitOptions, Committed, SnapshotId, Snapshots};
 use kiln_solver::{JobCtx, Worker};
@@ -329,14 +329,7 @@ impl<'g> Executor<'g> {
             reference: reference.familiar(),
             message,
         };
-        let config_desc = img.manifest.config();
-        let config_digest =
-            Digest::try_from(config_desc.digest()).map_err(|e| bad(e.to_string()))?;
-        let config_bytes = self
-            .store
-            .read_blob_verified(&config_digest, Some(config_desc.size()))?;
-        let config =
-            ImageConfig::from_slice(&config_bytes).map_err(|e| bad(format!("config: {e}")))?;
+        let config = self.store.image_config(img.manifest.config())?;
         let layers = img.manifest.layers();
         if layers.len() != config.rootfs.diff_ids.len() {
             return Err(bad(format!(
@@ -347,6 +340,7 @@ impl<'g> Executor<'g> {
         }
         let mut out = Vec::new();
         let mut all_present = true;
+        let chain_ids = kiln_snapshot::chain_ids(&config.rootfs.diff_ids);
         for (i, blob) in layers.iter().enumerate() {
             let digest = Digest::try_from(blob.digest()).map_err(|e| bad(e.to_string()))?;
             if media::layer_compression(blob.media_type().as_ref()).is_none() {
@@ -357,11 +351,9 @@ impl<'g> Executor<'g> {
             }
             self.store.protect(&self.lease, &digest)?;
             let chain = &config.rootfs.diff_ids[..=i];
-            let ids = kiln_snapshot::chain_ids(chain);
-            let known = ids
-                .last()
-                .map(|c| self.snapshots.exists(&SnapshotId::from_chain_id(c.clone())))
-                .unwrap_or(false);
+            let known = self
+                .snapshots
+                .exists(&SnapshotId::from_chain_id(chain_ids[i].clone()));
             all_present &= known;
             if !known {
                 ctx.status(format!("unpacking layer {}", &digest.to_string()[..19]));

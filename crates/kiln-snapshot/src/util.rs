@@ -1,10 +1,9 @@
 //! Small shared pieces: flocks, unique names, atomic JSON writes, robust removal.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustix::fs::{flock, FlockOperation};
 
@@ -46,38 +45,11 @@ pub(crate) fn try_lock(file: &File) -> io::Result<bool> {
     }
 }
 
-static COUNTER: AtomicU64 = AtomicU64::new(0);
+pub(crate) use kiln_fs::atomic::unique_name;
 
-/// A name no other process or thread uses: pid + time + counter.
-pub(crate) fn unique_name(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix}-{}-{nanos:x}-{n}", std::process::id())
-}
-
-/// Writes `bytes` to `dest` via a fsynced temp file in the same directory and a rename,
-/// then fsyncs the directory: readers see the old or the new file, never a partial one.
+/// [`kiln_fs::atomic::write_file`], with the snapshot crate's error type.
 pub(crate) fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = dest.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(unique_name(".tmp"));
-    let res = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(Error::io("create", &tmp))?;
-        f.write_all(bytes).map_err(Error::io("write", &tmp))?;
-        f.sync_all().map_err(Error::io("fsync", &tmp))?;
-        fs::rename(&tmp, dest).map_err(Error::io("rename into place", dest))?;
-        sync_dir(dir)
-    })();
-    if res.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    res
+    kiln_fs::atomic::write_file(dest, bytes).map_err(Error::io("write", dest))
 }
 
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {

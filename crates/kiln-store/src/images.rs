@@ -132,6 +132,12 @@ impl Store {
         self.read_json(desc, "image config", MAX_CONFIG)
     }
 
+    /// Parses an image config as kiln models it (`kiln_oci::ImageConfig`: Docker fields such
+    /// as Healthcheck and OnBuild kept), verified and size-capped like every JSON blob.
+    pub fn image_config(&self, desc: &Descriptor) -> Result<kiln_oci::ImageConfig> {
+        self.read_json(desc, "image config", MAX_CONFIG)
+    }
+
     /// The single-platform manifest behind `target`: `target` itself, or the host
     /// platform's entry of an index (recursively).
     pub fn platform_manifest(&self, target: &Descriptor) -> Result<(Descriptor, ImageManifest)> {

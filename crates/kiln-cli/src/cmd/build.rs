@@ -328,10 +328,7 @@ fn unchanged_image(
     if !same_blobs {
         return None;
     }
-    let desc = existing.manifest.config();
-    let digest = Digest::try_from(desc.digest()).ok()?;
-    let bytes = store.read_blob_verified(&digest, Some(desc.size())).ok()?;
-    let old = ImageConfig::from_slice(&bytes).ok()?;
+    let old = store.image_config(existing.manifest.config()).ok()?;
     let undated = |c: &ImageConfig| {
         let mut c = c.clone();
         c.created = None;
@@ -355,12 +352,9 @@ fn base_config(store: &Store, r: &Reference) -> Result<ImageConfig, String> {
             e.to_string()
         }
     })?;
-    let desc = img.manifest.config();
-    let digest = Digest::try_from(desc.digest()).map_err(|e| e.to_string())?;
-    let bytes = store
-        .read_blob_verified(&digest, Some(desc.size()))
-        .map_err(|e| e.to_string())?;
-    ImageConfig::from_slice(&bytes).map_err(|e| format!("config of {}: {e}", r.familiar()))
+    store
+        .image_config(img.manifest.config())
+        .map_err(|e| format!("config of {}: {e}", r.familiar()))
 }
 
 /// `KEY=VALUE`, or `KEY` alone taking the value from the environment (skipped if unset,

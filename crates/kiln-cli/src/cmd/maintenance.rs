@@ -70,10 +70,7 @@ fn image_snapshots(store: &Store) -> Result<HashSet<kiln_snapshot::SnapshotId>> 
         let Ok(img) = store.resolve(entry.descriptor.digest().as_ref()) else {
             continue;
         };
-        let desc = img.manifest.config();
-        let digest = kiln_oci::Digest::try_from(desc.digest())?;
-        let bytes = store.read_blob_verified(&digest, Some(desc.size()))?;
-        let Ok(config) = kiln_oci::ImageConfig::from_slice(&bytes) else {
+        let Ok(config) = store.image_config(img.manifest.config()) else {
             continue;
         };
         for c in kiln_snapshot::chain_ids(&config.rootfs.diff_ids) {

@@ -8,7 +8,6 @@
 
 use crate::cli::{RunArgs, RunNetwork};
 use anyhow::{bail, Context, Result};
-use kiln_oci::ImageConfig;
 use kiln_sandbox::{Mount, Network, RootFs, Sandbox, Spec, Stdio};
 use kiln_snapshot::{ActiveMount, Snapshots};
 use kiln_store::Store;
@@ -20,11 +19,9 @@ const ETC_FILE_LIMIT: u64 = 4 << 20;
 
 pub fn run(store: &Store, a: &RunArgs) -> Result<ExitCode> {
     let img = store.resolve(&a.image)?;
-    let config_desc = img.manifest.config();
-    let config_digest = kiln_oci::Digest::try_from(config_desc.digest())?;
-    let config_bytes = store.read_blob_verified(&config_digest, Some(config_desc.size()))?;
-    let config = ImageConfig::from_slice(&config_bytes)
-        .with_context(|| format!("config {config_digest} of {}", a.image))?;
+    let config = store
+        .image_config(img.manifest.config())
+        .with_context(|| format!("config of {}", a.image))?;
     let rc = config.config.clone().unwrap_or_default();
 
     let snaps = Snapshots::open(store)?;
