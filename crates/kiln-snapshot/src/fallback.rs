@@ -3,9 +3,14 @@
 //! `materialise` applies the lower snapshots in order into one directory (each snapshot is
 //! streamed as a tar with `overlay_upper` conversion straight into kiln-archive's merge
 //! apply, so whiteout/opaque semantics are exactly those of layer application) and records
-//! every node's identity: inode number and ctime. ctime cannot be set from user space and
-//! changes on every content or metadata change, so after the step "same inode, same ctime"
-//! means unchanged without reading a byte.
+//! every node's identity: inode number, birth time and ctime. ctime cannot be set from user
+//! space and changes on every content or metadata change, so after the step "same inode,
+//! same ctime" means unchanged without reading a byte — provided the step cannot change a
+//! node within the same timestamp tick as the recording: `materialise` therefore waits
+//! until the filesystem's clock has moved past every recorded time before the step runs.
+//! The birth time tells a directory that was deleted and re-created (and happened to get
+//! the same inode number back, which ext4 does readily) from the original one, so it
+//! becomes opaque exactly as overlayfs would make it.
 //!
 //! `diff_into_upper` walks the tree once and writes an overlay-native upper dir — the same
 //! format overlayfs would have produced (changed/new nodes copied whole, their parent
@@ -29,8 +34,19 @@ use crate::{Error, OverlayXattr, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Ident {
     ino: u64,
-    ctime: (i64, i64),
+    ctime: (i64, u32),
+    /// None where the filesystem does not report birth times.
+    btime: Option<(i64, u32)>,
     dir: bool,
+}
+
+impl Ident {
+    /// Same inode number but not the same node: deleted and re-created during the step.
+    fn replaced_by(&self, now: &Ident) -> bool {
+        self.ino != now.ino
+            || self.dir != now.dir
+            || matches!((self.btime, now.btime), (Some(a), Some(b)) if a != b)
+    }
 }
 
 /// A materialised root and the identity of every node in it before the step ran.
@@ -82,37 +98,77 @@ pub(crate) fn materialise(
         nodes: HashMap::new(),
         children: HashMap::new(),
     };
-    index_dir(&dst, Path::new(""), &mut m)?;
+    let latest = index_dir(&dst, Path::new(""), &mut m)?;
+    let probe = root.with_extension("clock-probe");
+    wait_for_clock_past(&probe, latest)?;
     Ok(m)
 }
 
-fn stat_at(root: &SafeRoot, dir: &Path, name: &OsStr) -> Result<rustix::fs::Stat> {
+fn ident_at(root: &SafeRoot, dir: &Path, name: &OsStr) -> Result<Ident> {
+    use rustix::fs::{FileType, StatxFlags};
     let fd = root.open_dir(dir)?;
-    rustix::fs::statat(fd.as_fd(), name, AtFlags::SYMLINK_NOFOLLOW)
-        .map_err(|e| Error::io("lstat", dir.join(name))(e.into()))
+    let st = rustix::fs::statx(
+        fd.as_fd(),
+        name,
+        AtFlags::SYMLINK_NOFOLLOW,
+        StatxFlags::BASIC_STATS | StatxFlags::BTIME,
+    )
+    .map_err(|e| Error::io("statx", dir.join(name))(e.into()))?;
+    let btime = (st.stx_mask & StatxFlags::BTIME.bits() != 0)
+        .then_some((st.stx_btime.tv_sec, st.stx_btime.tv_nsec));
+    Ok(Ident {
+        ino: st.stx_ino,
+        ctime: (st.stx_ctime.tv_sec, st.stx_ctime.tv_nsec),
+        btime,
+        dir: FileType::from_raw_mode(st.stx_mode.into()) == FileType::Directory,
+    })
 }
 
-fn ident(st: &rustix::fs::Stat) -> Ident {
-    Ident {
-        ino: st.st_ino,
-        ctime: (st.st_ctime, st.st_ctime_nsec as i64),
-        dir: rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory,
-    }
+/// Blocks until a change made to `probe`'s filesystem now gets a ctime later than `latest`,
+/// so no change made by the step can share a timestamp with the recorded state. Timestamps
+/// come from a coarse clock (one tick is a few milliseconds), so this is a short wait.
+fn wait_for_clock_past(probe: &Path, latest: (i64, u32)) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    std::fs::write(probe, b"").map_err(Error::io("write", probe))?;
+    let result = loop {
+        let f = std::fs::File::options()
+            .write(true)
+            .open(probe)
+            .map_err(Error::io("open", probe))?;
+        // A chmod to the same mode still bumps ctime to the filesystem's current time.
+        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .map_err(Error::io("chmod", probe))?;
+        let md = f.metadata().map_err(Error::io("stat", probe))?;
+        if (md.ctime(), md.ctime_nsec() as u32) > latest {
+            break Ok(());
+        }
+        // A clock far in the future (a layer with a bogus ctime cannot exist: ctime is
+        // set by the kernel) would only be a mis-set system clock; do not hang on it.
+        if std::time::Instant::now() > deadline {
+            break Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    };
+    let _ = std::fs::remove_file(probe);
+    result
 }
 
-fn index_dir(root: &SafeRoot, dir: &Path, m: &mut Materialised) -> Result<()> {
+/// Records every node under `dir`; returns the latest ctime or birth time seen.
+fn index_dir(root: &SafeRoot, dir: &Path, m: &mut Materialised) -> Result<(i64, u32)> {
     let names = root.read_dir(dir)?;
+    let mut latest = (i64::MIN, 0);
     for name in &names {
-        let st = stat_at(root, dir, name)?;
-        let id = ident(&st);
+        let id = ident_at(root, dir, name)?;
+        latest = latest.max(id.ctime).max(id.btime.unwrap_or(latest));
         let path = dir.join(name);
         m.nodes.insert(path.clone(), id);
         if id.dir {
-            index_dir(root, &path, m)?;
+            latest = latest.max(index_dir(root, &path, m)?);
         }
     }
     m.children.insert(dir.to_path_buf(), names);
-    Ok(())
+    Ok(latest)
 }
 
 /// Writes the changes made to `m.root` since [`materialise`] into the empty dir `upper`.
@@ -165,11 +221,10 @@ impl Differ<'_> {
         }
         for name in &now {
             let path = dir.join(name);
-            let st = stat_at(&self.root, dir, name)?;
-            let id = ident(&st);
+            let id = ident_at(&self.root, dir, name)?;
             match self.m.nodes.get(&path) {
                 None => self.copy_new(&path, false)?,
-                Some(old) if old.ino != id.ino || old.dir != id.dir => {
+                Some(old) if old.replaced_by(&id) => {
                     // Replaced: overlayfs shows a directory created over a deleted name as
                     // opaque; a non-directory simply replaces.
                     self.copy_new(&path, id.dir)?
@@ -255,5 +310,34 @@ impl Differ<'_> {
             .push((dir.to_path_buf(), (m.mtime, m.mtime_nsec)));
         self.made.insert(dir.to_path_buf());
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Ident;
+
+    fn node(ino: u64, btime: Option<(i64, u32)>) -> Ident {
+        Ident {
+            ino,
+            ctime: (10, 0),
+            btime,
+            dir: true,
+        }
+    }
+
+    /// ext4 hands a freed inode number straight back to the next mkdir: only the birth time
+    /// tells `rm -rf d && mkdir d` from `d` kept (the CI failure that motivated it).
+    #[test]
+    fn recreated_directory_with_reused_inode_is_a_replacement() {
+        let before = node(7, Some((100, 5)));
+        assert!(before.replaced_by(&node(7, Some((101, 0)))));
+        assert!(before.replaced_by(&node(8, Some((100, 5)))));
+        assert!(!before.replaced_by(&node(7, Some((100, 5)))));
+        // Without birth times only the inode number can tell.
+        assert!(!node(7, None).replaced_by(&node(7, None)));
+        let mut file = node(7, None);
+        file.dir = false;
+        assert!(node(7, None).replaced_by(&file));
     }
 }
