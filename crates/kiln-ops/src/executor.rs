@@ -6,6 +6,7 @@
 //! | ------------- | ------------------------------------------------------------------------- |
 //! | Source image  | the resolved manifest digest (a re-tagged image is a different input)     |
 //! | Exec          | each input's content identity (chain id of its diff_ids)                  |
+//! |               | + for a bind mount of a context, the content digest of the mounted files  |
 //! | File          | each input's identity; for a context input, the content digest of exactly |
 //! |               | the files each COPY reads (`kiln-context`, stat-cached, never mtimes)     |
 //! | Merge         | nothing: it only stacks its inputs' layers, so it is never cached itself  |
