@@ -257,9 +257,26 @@ pub struct BuildArgs {
     /// Secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR (repeatable)
     #[arg(long = "secret", value_name = "SPEC")]
     pub secrets: Vec<String>,
+    /// SSH agent or keys for RUN --mount=type=ssh: ID (agent at $SSH_AUTH_SOCK),
+    /// ID=SOCKET, or ID=KEYFILE[,KEYFILE…] (ed25519, served by kiln) (repeatable)
+    #[arg(long = "ssh", value_name = "ID[=SOCKET|KEYFILE]")]
+    pub ssh: Vec<String>,
+    /// When a RUN step fails: `error` reports it; `shell` then runs /bin/sh in the failed
+    /// step's filesystem with its environment, user, workdir and mounts (interactive on a
+    /// terminal; with piped stdin the piped commands run there)
+    #[arg(long = "on-error", value_enum, default_value = "error")]
+    pub on_error: OnError,
     /// Extra build context name=DIR, usable in FROM and COPY --from (repeatable)
     #[arg(long = "build-context", value_name = "NAME=DIR")]
     pub build_contexts: Vec<String>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnError {
+    /// Report the failure and stop
+    Error,
+    /// Open a shell in the failed step's filesystem, then report the failure
+    Shell,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

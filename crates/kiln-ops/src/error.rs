@@ -36,6 +36,14 @@ pub enum OpError {
     UnknownContext { name: String, known: String },
     #[error("secret {id:?} is required but was not provided (pass --secret id={id},src=FILE)")]
     MissingSecret { id: String },
+    #[error(
+        "secret {id:?}: environment variable {var} is not set (from --secret id={id},env={var})"
+    )]
+    MissingSecretEnv { id: String, var: String },
+    #[error("ssh agent or key {id:?} is required but was not provided (pass --ssh {id}=$SSH_AUTH_SOCK or --ssh {id}=KEYFILE)")]
+    MissingSsh { id: String },
+    #[error(transparent)]
+    Ssh(#[from] crate::ssh::SshError),
     #[error("user {user:?}: {message}")]
     User { user: String, message: String },
     #[error("{what} is not supported yet")]

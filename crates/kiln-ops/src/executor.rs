@@ -6,6 +6,7 @@
 //! | ------------- | ------------------------------------------------------------------------- |
 //! | Source image  | the resolved manifest digest (a re-tagged image is a different input)     |
 //! | Exec          | each input's content identity (chain id of its diff_ids)                  |
+//! |               | + for a bind mount of a context, the content digest of the mounted files  |
 //! | File          | each input's identity; for a context input, the content digest of exactly |
 //! |               | the files each COPY reads (`kiln-context`, stat-cached, never mtimes)     |
 //! | Merge         | nothing: it only stacks its inputs' layers, so it is never cached itself  |
@@ -57,6 +58,11 @@ pub struct Executor<'g> {
     pub(crate) secrets: BTreeMap<String, SecretSource>,
     pub(crate) opts: ExecOptions,
     pub(crate) lease: Lease,
+    /// `--ssh ID=…` sources for `RUN --mount=type=ssh`.
+    pub(crate) ssh: BTreeMap<String, crate::ssh::SshSource>,
+    /// Keep the first failed RUN for inspection (`--on-error shell`).
+    pub(crate) keep_failed: bool,
+    pub(crate) failed: std::sync::Mutex<Option<crate::exec::FailedStep>>,
 }
 
 impl<'g> Executor<'g> {
@@ -78,7 +84,28 @@ impl<'g> Executor<'g> {
             secrets,
             opts,
             lease: store.lease()?,
+            ssh: BTreeMap::new(),
+            keep_failed: false,
+            failed: std::sync::Mutex::new(None),
         })
+    }
+
+    /// The `--ssh` sources RUN steps may mount.
+    pub fn with_ssh(mut self, ssh: BTreeMap<String, crate::ssh::SshSource>) -> Self {
+        self.ssh = ssh;
+        self
+    }
+
+    /// Keep the first failed RUN step (its layer, mounts, environment) for
+    /// [`Executor::take_failed_step`] instead of discarding it.
+    pub fn keep_failed_step(mut self, keep: bool) -> Self {
+        self.keep_failed = keep;
+        self
+    }
+
+    /// The failed RUN step kept by [`Executor::keep_failed_step`], if one failed.
+    pub fn take_failed_step(&self) -> Option<crate::exec::FailedStep> {
+        self.failed.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     /// The lease under which every blob of this build is written; keep the executor alive

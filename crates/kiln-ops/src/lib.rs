@@ -12,9 +12,12 @@ mod exec;
 mod executor;
 mod file;
 mod merged;
+pub mod ssh;
 mod state;
 mod user;
 
 pub use error::OpError;
+pub use exec::FailedStep;
 pub use executor::{ExecOptions, Executor, SecretSource};
+pub use ssh::{SshError, SshSource};
 pub use state::{FsState, LayerRef, Output};

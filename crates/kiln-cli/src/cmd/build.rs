@@ -1,7 +1,7 @@
 //! `kiln build`: Dockerfile → plan (frontend) → parallel solve (solver + ops) → image
 //! (export). This module is glue: every decision lives in a library.
 
-use crate::cli::{BuildArgs, LayerCompression};
+use crate::cli::{BuildArgs, LayerCompression, OnError};
 use crate::progress::{FailureInfo, Progress, ProgressMode};
 use anyhow::{anyhow, bail, Context as _, Result};
 use kiln_dockerfile::scope::Platform;
@@ -48,6 +48,7 @@ pub fn build(store: &Store, a: &BuildArgs) -> Result<ExitCode> {
     let build_args = parse_build_args(&a.build_args);
     let named = parse_build_contexts(&a.build_contexts)?;
     let secrets = parse_secrets(&a.secrets)?;
+    let ssh = parse_ssh(&a.ssh)?;
 
     let resolver = |r: &Reference| -> Result<ImageConfig, String> { base_config(store, r) };
     let mut fopts = FrontendOptions::new(&src, &resolver);
@@ -131,7 +132,9 @@ pub fn build(store: &Store, a: &BuildArgs) -> Result<ExitCode> {
         host_ca_bundle: None,
     };
     let exe = std::env::current_exe().context("locate the kiln binary for the sandbox helper")?;
-    let executor = Executor::new(store, &plan.graph, exe, contexts, secrets, opts)?;
+    let executor = Executor::new(store, &plan.graph, exe, contexts, secrets, opts)?
+        .with_ssh(ssh)
+        .keep_failed_step(a.on_error == OnError::Shell);
 
     let root_vertex = plan
         .graph
@@ -182,6 +185,9 @@ pub fn build(store: &Store, a: &BuildArgs) -> Result<ExitCode> {
         Err(e) => {
             let info = failure_info(&e, &plan.graph, &src, &file_label);
             let _ = progress.finish(info);
+            if a.on_error == OnError::Shell {
+                debug_shell(&executor);
+            }
             return Err(anyhow!(solve_error_text(&e)));
         }
     };
@@ -416,6 +422,56 @@ fn parse_secrets(specs: &[String]) -> Result<BTreeMap<String, SecretSource>> {
     Ok(out)
 }
 
+/// `--ssh ID[=PATH[,PATH…]]` (BuildKit's grammar); keys are read and checked now, so a bad
+/// key fails the build before any step runs.
+fn parse_ssh(specs: &[String]) -> Result<BTreeMap<String, kiln_ops::SshSource>> {
+    let mut out = BTreeMap::new();
+    for s in specs {
+        let (id, paths) = match s.split_once('=') {
+            Some((id, p)) => (id, p.split(',').map(PathBuf::from).collect::<Vec<_>>()),
+            None => (s.as_str(), Vec::new()),
+        };
+        if id.is_empty() {
+            bail!("--ssh {s:?}: expected ID[=SOCKET|KEYFILE[,KEYFILE…]]");
+        }
+        out.insert(id.to_string(), kiln_ops::SshSource::from_paths(id, &paths)?);
+    }
+    Ok(out)
+}
+
+/// `--on-error shell`: /bin/sh in the failed RUN's filesystem, after the error report.
+fn debug_shell(executor: &Executor<'_>) {
+    use std::io::IsTerminal;
+    let Some(step) = executor.take_failed_step() else {
+        eprintln!("--on-error shell: the failed step is not a RUN step; no shell to open");
+        return;
+    };
+    if std::io::stdin().is_terminal() {
+        eprintln!(
+            "--on-error shell: opening /bin/sh in the filesystem of the failed step `{}` \
+             (its changes are discarded when you exit)",
+            step.command()
+        );
+    } else {
+        eprintln!(
+            "--on-error shell: stdin is not a terminal; running the commands read from stdin \
+             with /bin/sh in the filesystem of the failed step `{}`",
+            step.command()
+        );
+    }
+    match step.shell() {
+        Ok(st) => eprintln!(
+            "--on-error shell: shell exited with {}",
+            match (st.code, st.signal) {
+                (Some(c), _) => format!("code {c}"),
+                (None, Some(sig)) => format!("signal {sig}"),
+                _ => "unknown status".into(),
+            }
+        ),
+        Err(e) => eprintln!("--on-error shell: cannot start the shell: {e}"),
+    }
+}
+
 /// `SOURCE_DATE_EPOCH`, or with `--reproducible` the context's git commit time, else 0.
 fn source_date_epoch(reproducible: bool, context: &Path) -> Option<i64> {
     if let Some(v) = std::env::var_os("SOURCE_DATE_EPOCH") {
@@ -439,19 +495,61 @@ fn source_date_epoch(reproducible: bool, context: &Path) -> Option<i64> {
     Some(git.unwrap_or(0))
 }
 
-/// Whether the kernel can run binaries of `platform` (a binfmt_misc handler is registered).
+/// Whether the kernel can run binaries of `platform`: an enabled binfmt_misc handler whose
+/// magic matches an ELF header of that machine. Handlers are found by content, not by
+/// name (qemu-user-static, binfmt-support and tonistiigi/binfmt all name them differently).
+/// The handler must be registered with the F flag (interpreter opened at registration) or
+/// its interpreter must be at a path the step's root also has, which kiln does not check.
 fn binfmt_available(platform: &Platform) -> bool {
-    let qemu = match platform.arch.as_str() {
-        "arm64" => "aarch64",
-        "amd64" => "x86_64",
-        "arm" => "arm",
-        "ppc64le" => "ppc64le",
-        "s390x" => "s390x",
-        "riscv64" => "riscv64",
-        "386" => "i386",
+    // ELF e_machine values (elf.h).
+    let machine: u16 = match platform.arch.as_str() {
+        "arm64" => 0xb7,
+        "amd64" => 0x3e,
+        "arm" => 0x28,
+        "ppc64le" => 0x15,
+        "s390x" => 0x16,
+        "riscv64" => 0xf3,
+        "386" => 0x03,
         _ => return false,
     };
-    Path::new(&format!("/proc/sys/fs/binfmt_misc/qemu-{qemu}")).exists()
+    let Ok(dir) = std::fs::read_dir("/proc/sys/fs/binfmt_misc") else {
+        return false;
+    };
+    dir.flatten().any(|e| {
+        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+        binfmt_matches(&text, machine)
+    })
+}
+
+/// One `/proc/sys/fs/binfmt_misc/<name>` entry: enabled, magic at offset 0, and the
+/// e_machine bytes (offset 18, little- or big-endian per the magic's EI_DATA) equal.
+fn binfmt_matches(entry: &str, machine: u16) -> bool {
+    let field = |k: &str| {
+        entry
+            .lines()
+            .find_map(|l| l.strip_prefix(k).map(|v| v.trim().to_string()))
+    };
+    if entry.lines().next() != Some("enabled") || field("interpreter ").is_none() {
+        return false;
+    }
+    if field("offset ").is_some_and(|o| o != "0") {
+        return false;
+    }
+    let Some(magic) = field("magic ") else {
+        return false;
+    };
+    let bytes: Vec<u8> = (0..magic.len() / 2)
+        .filter_map(|i| u8::from_str_radix(magic.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect();
+    if bytes.len() < 20 || &bytes[..4] != b"\x7fELF" {
+        return false;
+    }
+    let want = if bytes[5] == 2 {
+        machine.to_be_bytes()
+    } else {
+        machine.to_le_bytes()
+    };
+    bytes[18..20] == want
 }
 
 fn failure_info(
@@ -488,4 +586,23 @@ fn failure_info(
 
 fn solve_error_text(e: &SolveError<Digest, OpError>) -> String {
     e.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::binfmt_matches;
+
+    #[test]
+    fn binfmt_entry_is_matched_by_elf_machine() {
+        // As qemu-user-static registers aarch64 (mask line omitted: it is not consulted).
+        let entry = "enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\nflags: POCF\noffset 0\nmagic 7f454c460201010000000000000000000200b700\n";
+        assert!(binfmt_matches(entry, 0xb7));
+        assert!(!binfmt_matches(entry, 0x28), "arm is not aarch64");
+        assert!(!binfmt_matches(
+            &entry.replacen("enabled", "disabled", 1),
+            0xb7
+        ));
+        let s390 = "enabled\ninterpreter /usr/bin/qemu-s390x\nflags: F\noffset 0\nmagic 7f454c4602020100000000000000000000020016\n";
+        assert!(binfmt_matches(s390, 0x16), "big-endian e_machine");
+    }
 }

@@ -28,6 +28,8 @@ mod undefined_var;
 pub mod vars;
 mod workdir_relative;
 
+pub use secrets::looks_secret;
+
 /// A lint rule's descriptor (`kiln check --explain ID`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Rule {
