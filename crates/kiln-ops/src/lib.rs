@@ -12,9 +12,11 @@ mod exec;
 mod executor;
 mod file;
 mod merged;
+mod remote;
 mod state;
 mod user;
 
 pub use error::OpError;
 pub use executor::{ExecOptions, Executor, SecretSource};
+pub use remote::DEFAULT_MAX_DOWNLOAD_SIZE;
 pub use state::{FsState, LayerRef, Output};

@@ -129,6 +129,9 @@ pub fn build(store: &Store, a: &BuildArgs) -> Result<ExitCode> {
                 .display()
         ),
         host_ca_bundle: None,
+        max_download_size: a
+            .max_download_size
+            .unwrap_or(kiln_ops::DEFAULT_MAX_DOWNLOAD_SIZE),
     };
     let exe = std::env::current_exe().context("locate the kiln binary for the sandbox helper")?;
     let executor = Executor::new(store, &plan.graph, exe, contexts, secrets, opts)?;
