@@ -250,3 +250,90 @@ COPY --chown=app d /dir/
     let (_, err) = env.fail(&["build", "--progress", "plain", ctx.to_str().unwrap()]);
     assert!(err.contains("nobody"), "{err}");
 }
+
+#[test]
+fn named_build_contexts_dir_docker_image_and_oci_layout() {
+    let env = Env::new();
+    // docker-image:// names an image of the local store (imported here).
+    let tiny = tiny_tar(&env, "tiny.tar", "from the store\n");
+    env.ok(&["import", tiny.to_str().unwrap(), "-t", "tiny:1"]);
+    // oci-layout:// reads a layout directory written by another store.
+    let other = Env::new();
+    let lctx = context(
+        &other,
+        "lctx",
+        &[
+            ("Dockerfile", "FROM scratch\nCOPY l.txt /l.txt\n"),
+            ("l.txt", "from the layout\n"),
+        ],
+    );
+    let layout = other.path("layout");
+    let spec = format!("type=oci,dest={},tar=false", layout.display());
+    build_json(&other, &lctx, &["-o", &spec, "-t", "lay:v1"]);
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let digest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let dir = context(&env, "named-dir", &[("sub/f.txt", "from the dir\n")]);
+    let ctx = context(
+        &env,
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM dirctx AS d
+FROM img AS i
+FROM lay AS l
+FROM scratch
+COPY --from=d /sub/f.txt /stage-from-dir
+COPY --from=dirctx sub/f.txt /copy-from-dir
+COPY --from=i /etc/hello /stage-from-image
+COPY --from=img /etc/hello /copy-from-image
+COPY --from=l /l.txt /stage-from-layout
+COPY --from=lay /l.txt /copy-from-layout
+COPY --from=pinned /l.txt /copy-from-pinned
+",
+        )],
+    );
+    let contexts = [
+        format!("dirctx={}", dir.display()),
+        "img=docker-image://tiny:1".to_string(),
+        format!("lay=oci-layout://{}", layout.display()),
+        format!("pinned=oci-layout://{}@{digest}", layout.display()),
+    ];
+    let mut args = Vec::new();
+    for c in &contexts {
+        args.push("--build-context");
+        args.push(c.as_str());
+    }
+    let fs = build_rootfs_tar(&env, &ctx, "out.tar", &args);
+    for f in ["stage-from-dir", "copy-from-dir"] {
+        assert_eq!(entry_data(&fs, f), "from the dir\n");
+    }
+    for f in ["stage-from-image", "copy-from-image"] {
+        assert_eq!(entry_data(&fs, f), "from the store\n");
+    }
+    for f in ["stage-from-layout", "copy-from-layout", "copy-from-pinned"] {
+        assert_eq!(entry_data(&fs, f), "from the layout\n");
+    }
+    // A directory used as a stage is a filesystem of its own: it can be built on.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM dirctx\nCOPY --from=img /etc/hello /hello\n",
+    )
+    .unwrap();
+    let fs = build_rootfs_tar(&env, &ctx, "out2.tar", &args);
+    assert_eq!(entry_data(&fs, "sub/f.txt"), "from the dir\n");
+    assert_eq!(fs["sub/f.txt"]["uid"], 0);
+    assert_eq!(entry_data(&fs, "hello"), "from the store\n");
+    // Unknown tags and digests of a layout are named.
+    let bad = format!("x=oci-layout://{}:nope", layout.display());
+    let (_, err) = env.fail(&["build", "--build-context", &bad, ctx.to_str().unwrap()]);
+    assert!(
+        err.contains("\"nope\"") && err.contains("--build-context"),
+        "{err}"
+    );
+    env.assert_store_clean();
+}
