@@ -269,6 +269,9 @@ pub struct BuildArgs {
     /// Extra build context name=DIR, usable in FROM and COPY --from (repeatable)
     #[arg(long = "build-context", value_name = "NAME=DIR")]
     pub build_contexts: Vec<String>,
+    /// Largest download of one ADD <url> or git checkout, in bytes (default 4 GiB)
+    #[arg(long, value_name = "BYTES")]
+    pub max_download_size: Option<u64>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

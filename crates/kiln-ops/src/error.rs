@@ -46,6 +46,21 @@ pub enum OpError {
     Ssh(#[from] crate::ssh::SshError),
     #[error("user {user:?}: {message}")]
     User { user: String, message: String },
+    /// An `ADD <url>` that could not be downloaded (the message names the limit and flag
+    /// when one was hit).
+    #[error("ADD {url}: {message}")]
+    Remote { url: String, message: String },
+    /// Checked before anything is written to the layer.
+    #[error(
+        "ADD {url}: checksum mismatch: --checksum expects {expected}, the download is {actual}"
+    )]
+    ChecksumMismatch {
+        url: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("ADD {url} (git): {message}")]
+    Git { url: String, message: String },
     #[error("{what} is not supported yet")]
     Unsupported { what: String },
     #[error("{what} {path}: {source}")]

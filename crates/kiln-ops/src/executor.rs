@@ -9,6 +9,10 @@
 //! |               | + for a bind mount of a context, the content digest of the mounted files  |
 //! | File          | each input's identity; for a context input, the content digest of exactly |
 //! |               | the files each COPY reads (`kiln-context`, stat-cached, never mtimes)     |
+//! | ADD <url>     | with `--checksum`: the checksum (a hit needs no download; the download is |
+//! |               | verified on a miss); without: sha256 of the downloaded bytes (downloaded  |
+//! |               | on every build, like BuildKit's re-check, never keyed by ETag or time)   |
+//! | ADD <git>     | the commit the ref resolves to now (`git ls-remote`, every build)         |
 //! | Merge         | nothing: it only stacks its inputs' layers, so it is never cached itself  |
 //!
 //! Secret values, proxy variables and cache-mount contents are never part of a key.
@@ -46,6 +50,9 @@ pub struct ExecOptions {
     /// The host's CA bundle, offered to RUN steps for TLS-intercepting proxies (mounted
     /// read-only at the image's bundle path only if the image has one; never in a layer).
     pub host_ca_bundle: Option<PathBuf>,
+    /// `--max-download-size`: the most bytes one `ADD <url>` (or one git checkout) may
+    /// bring in.
+    pub max_download_size: u64,
 }
 
 pub struct Executor<'g> {

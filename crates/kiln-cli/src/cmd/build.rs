@@ -46,7 +46,7 @@ pub fn build(store: &Store, a: &BuildArgs) -> Result<ExitCode> {
         .map(|t| Reference::parse(t).with_context(|| format!("-t {t}")))
         .collect::<Result<Vec<_>>>()?;
     let build_args = parse_build_args(&a.build_args);
-    let named = parse_build_contexts(&a.build_contexts)?;
+    let named = parse_build_contexts(store, &a.build_contexts)?;
     let secrets = parse_secrets(&a.secrets)?;
     let ssh = parse_ssh(&a.ssh)?;
 
@@ -130,6 +130,9 @@ pub fn build(store: &Store, a: &BuildArgs) -> Result<ExitCode> {
                 .display()
         ),
         host_ca_bundle: None,
+        max_download_size: a
+            .max_download_size
+            .unwrap_or(kiln_ops::DEFAULT_MAX_DOWNLOAD_SIZE),
     };
     let exe = std::env::current_exe().context("locate the kiln binary for the sandbox helper")?;
     let executor = Executor::new(store, &plan.graph, exe, contexts, secrets, opts)?
@@ -376,20 +379,25 @@ fn parse_build_args(args: &[String]) -> BTreeMap<String, String> {
 
 type NamedContexts = BTreeMap<String, (NamedContext, Option<PathBuf>)>;
 
-fn parse_build_contexts(specs: &[String]) -> Result<NamedContexts> {
+/// `NAME=DIR`, `NAME=docker-image://REF` (the local store; pulling is the registry
+/// client's job) or `NAME=oci-layout://DIR[:TAG|@DIGEST]` (ingested into the store, kept
+/// as an untagged image, and then used like `docker-image://` by digest).
+fn parse_build_contexts(store: &Store, specs: &[String]) -> Result<NamedContexts> {
     let mut out = BTreeMap::new();
     for s in specs {
         let (name, value) = s.split_once('=').ok_or_else(|| {
-            anyhow!("--build-context {s:?}: expected NAME=DIR or NAME=docker-image://REF")
+            anyhow!("--build-context {s:?}: expected NAME=DIR, NAME=docker-image://REF or NAME=oci-layout://DIR")
         })?;
         if let Some(r) = value.strip_prefix("docker-image://") {
-            out.insert(
-                name.to_string(),
-                (NamedContext::Image(Reference::parse(r)?), None),
-            );
+            let r = Reference::parse(r).with_context(|| format!("--build-context {s}"))?;
+            out.insert(name.to_string(), (NamedContext::Image(r), None));
+        } else if let Some(rest) = value.strip_prefix("oci-layout://") {
+            let r =
+                oci_layout_context(store, rest).with_context(|| format!("--build-context {s}"))?;
+            out.insert(name.to_string(), (NamedContext::Image(r), None));
         } else if value.contains("://") {
             bail!(
-                "--build-context {s:?}: only local directories and docker-image:// are supported"
+                "--build-context {s:?}: expected a directory, docker-image://REF or oci-layout://DIR"
             );
         } else {
             let dir =
@@ -398,6 +406,33 @@ fn parse_build_contexts(specs: &[String]) -> Result<NamedContexts> {
         }
     }
     Ok(out)
+}
+
+/// `DIR[:TAG|@DIGEST]` of an `oci-layout://` context → a digest reference into the store.
+fn oci_layout_context(store: &Store, spec: &str) -> Result<Reference> {
+    let (dir, selector) = if let Some((d, digest)) = spec.rsplit_once('@') {
+        (
+            d,
+            kiln_export::LayoutSelector::Digest(Digest::parse(digest)?),
+        )
+    } else {
+        match spec.rsplit_once(':') {
+            // A colon inside the path (`./a:b/dir`) is not a tag.
+            Some((d, tag)) if !tag.contains('/') => {
+                (d, kiln_export::LayoutSelector::Tag(tag.to_string()))
+            }
+            _ => (spec, kiln_export::LayoutSelector::Default),
+        }
+    };
+    let dir = std::fs::canonicalize(dir).with_context(|| format!("layout directory {dir}"))?;
+    let lease = store.lease()?;
+    let desc = kiln_export::import_layout(store, &lease, &dir, &selector)?;
+    // Untagged (like a dangling build), so the store keeps it and finds it by digest.
+    store.keep_untagged(&desc)?;
+    Ok(Reference::parse(&format!(
+        "localhost/kiln-oci-layout@{}",
+        desc.digest()
+    ))?)
 }
 
 fn parse_secrets(specs: &[String]) -> Result<BTreeMap<String, SecretSource>> {

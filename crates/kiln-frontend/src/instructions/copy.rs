@@ -240,6 +240,7 @@ pub(crate) fn lower_copy(
                 checksum,
                 chown: chown.clone(),
                 chmod: chmod.clone(),
+                exclude: excludes.clone(),
             });
         } else {
             actions.push(FileAction::AddUrl {
@@ -248,6 +249,9 @@ pub(crate) fn lower_copy(
                 checksum,
                 chown: chown.clone(),
                 chmod: chmod.clone(),
+                // BuildKit: a downloaded archive is extracted only with --unpack=true.
+                unpack: c.unpack == Some(true),
+                exclude: excludes.clone(),
             });
         }
     }
