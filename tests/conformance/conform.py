@@ -2,7 +2,8 @@
 """Helpers of the differential conformance runner (run.sh); no part of kiln is used here.
 
   conform.py describe LAYOUT CONFIG OUT
-      Unpacks the single image of the OCI layout LAYOUT with umoci (outside kiln) and writes
+      Applies the layers of the single image of the OCI layout LAYOUT in order (python's
+      tarfile, OCI whiteout rules; CONF_UNPACK=umoci unpacks with umoci instead) and writes
       OUT: one line per rootfs entry and per compared config field, "KEY<TAB>VALUE", sorted.
       CONFIG is the raw image config JSON (read with skopeo, which keeps Docker-only fields
       such as Healthcheck and OnBuild that an OCI conversion drops); "-" reads it from LAYOUT.
@@ -11,7 +12,7 @@
       listed in the known-differences file KNOWN; exit 0 when every difference is known,
       1 otherwise.
 """
-import fnmatch, hashlib, json, os, shutil, stat, subprocess, sys, tempfile
+import fnmatch, hashlib, json, os, shutil, stat, subprocess, sys, tarfile, tempfile
 
 FIELDS = ["Env", "Cmd", "Entrypoint", "WorkingDir", "User", "ExposedPorts", "Volumes",
           "Labels", "StopSignal", "Healthcheck", "OnBuild"]
@@ -21,6 +22,152 @@ def blob(layout, digest):
     algo, hexd = digest.split(":", 1)
     with open(os.path.join(layout, "blobs", algo, hexd), "rb") as fh:
         return fh.read()
+
+
+def manifest_of(layout, desc):
+    return json.loads(blob(layout, desc["digest"]))
+
+
+def entry_value(kind, mode, uid, gid, size=0, digest="", link="", rdev=""):
+    own = f"{uid}:{gid}"
+    if kind == "symlink":
+        return f"symlink {own} -> {link}"
+    if kind == "dir":
+        return f"dir {mode:04o} {own}"
+    if kind == "file":
+        return f"file {mode:04o} {own} size={size} sha256={digest[:16]}"
+    if kind in ("chr", "blk"):
+        return f"{kind} {mode:04o} {own} {rdev}"
+    return f"{kind} {mode:04o} {own}"
+
+
+def norm(name):
+    while name.startswith("./"):
+        name = name[2:]
+    return "/" + name.strip("/")
+
+
+def layer_entries(layout, digest):
+    """[(op, path, value)] of one layer blob, in tar order: op "add", "whiteout" (path
+    removed), "opaque" (the directory's lower content removed) or "hardlink" (value is the
+    target path). Cached by blob digest under $CONF_LAYER_CACHE (layers shared by many
+    cases, such as the base, are read once)."""
+    cache_dir = os.environ.get("CONF_LAYER_CACHE")
+    cache = os.path.join(cache_dir, digest.replace(":", "-") + ".json") if cache_dir else None
+    if cache and os.path.exists(cache):
+        with open(cache) as fh:
+            return json.load(fh)
+    algo, hexd = digest.split(":", 1)
+    out = []
+    with tarfile.open(os.path.join(layout, "blobs", algo, hexd), "r:*") as t:
+        for m in t:
+            name = norm(m.name)
+            if name == "/":
+                continue
+            parent, base = name.rsplit("/", 1)
+            if base == ".wh..wh..opq":
+                out.append(("opaque", parent or "/", ""))
+                continue
+            if base.startswith(".wh."):
+                out.append(("whiteout", (parent or "") + "/" + base[4:], ""))
+                continue
+            mode = m.mode & 0o7777
+            if m.islnk():
+                out.append(("hardlink", name, norm(m.linkname)))
+            elif m.issym():
+                out.append(("add", name, entry_value("symlink", mode, m.uid, m.gid, link=m.linkname)))
+            elif m.isdir():
+                out.append(("add", name, entry_value("dir", mode, m.uid, m.gid)))
+            elif m.isreg():
+                h = hashlib.sha256()
+                fh = t.extractfile(m)
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+                out.append(("add", name, entry_value("file", mode, m.uid, m.gid, m.size, h.hexdigest())))
+            elif m.isfifo():
+                out.append(("add", name, entry_value("fifo", mode, m.uid, m.gid)))
+            elif m.ischr() or m.isblk():
+                kind = "chr" if m.ischr() else "blk"
+                out.append(("add", name, entry_value(kind, mode, m.uid, m.gid,
+                                                     rdev=f"{m.devmajor},{m.devminor}")))
+            else:
+                out.append(("add", name, entry_value("other", mode, m.uid, m.gid)))
+    if cache:
+        tmp = cache + f".{os.getpid()}"
+        with open(tmp, "w") as fh:
+            json.dump(out, fh)
+        os.replace(tmp, cache)
+    return out
+
+
+def apply_layer(tree, entries):
+    """Applies one layer's entries to tree (path -> value) with OCI layer semantics:
+    whiteouts and opaque directories remove only what lower layers had; a non-directory
+    replaces whatever was at its path (a directory with all it held); a directory entry
+    over a directory changes only its metadata."""
+    lower = set(tree)
+    def drop(path, only_lower):
+        prefix = path.rstrip("/") + "/"
+        for k in [k for k in tree if k.startswith(prefix) or k == path]:
+            if not only_lower or k in lower:
+                del tree[k]
+    for op, path, value in entries:
+        if op == "whiteout":
+            drop(path, True)
+        elif op == "opaque":
+            prefix = path.rstrip("/") + "/"
+            for k in [k for k in tree if k.startswith(prefix) and k in lower]:
+                del tree[k]
+        else:
+            if op == "hardlink":
+                value = tree.get(value, f"hardlink to missing {value}")
+            old = tree.get(path)
+            if old is not None and not (old.startswith("dir ") and value.startswith("dir ")):
+                drop(path, False)
+            tree[path] = value
+            lower.discard(path)
+
+
+def walk_umoci(layout, out):
+    """The rootfs entries as umoci unpacks them (CONF_UNPACK=umoci; a cross-check of the
+    in-process layer reader, slower)."""
+    lines = []
+    tmp = tempfile.mkdtemp(prefix="conf-unpack-", dir=os.path.dirname(os.path.abspath(out)))
+    try:
+        bundle = os.path.join(tmp, "bundle")
+        r = subprocess.run(["umoci", "unpack", "--image", f"{layout}:conf", bundle],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            sys.exit(f"umoci unpack {layout} failed: {r.stderr}")
+        root = os.path.join(bundle, "rootfs")
+        for dirpath, dirnames, filenames in os.walk(root):
+            for name in dirnames + filenames:
+                p = os.path.join(dirpath, name)
+                rel = "/" + os.path.relpath(p, root)
+                st = os.lstat(p)
+                mode = stat.S_IMODE(st.st_mode)
+                if stat.S_ISLNK(st.st_mode):
+                    v = entry_value("symlink", mode, st.st_uid, st.st_gid, link=os.readlink(p))
+                elif stat.S_ISDIR(st.st_mode):
+                    v = entry_value("dir", mode, st.st_uid, st.st_gid)
+                elif stat.S_ISREG(st.st_mode):
+                    h = hashlib.sha256()
+                    with open(p, "rb") as fh:
+                        for chunk in iter(lambda: fh.read(1 << 20), b""):
+                            h.update(chunk)
+                    v = entry_value("file", mode, st.st_uid, st.st_gid, st.st_size, h.hexdigest())
+                elif stat.S_ISFIFO(st.st_mode):
+                    v = entry_value("fifo", mode, st.st_uid, st.st_gid)
+                elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                    kind = "chr" if stat.S_ISCHR(st.st_mode) else "blk"
+                    v = entry_value(kind, mode, st.st_uid, st.st_gid,
+                                    rdev=f"{os.major(st.st_rdev)},{os.minor(st.st_rdev)}")
+                else:
+                    v = entry_value("other", mode, st.st_uid, st.st_gid)
+                lines.append((rel, v))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return lines
 
 
 def describe(layout, config_path, out):
@@ -55,42 +202,13 @@ def describe(layout, config_path, out):
             v = None
         if v is not None:
             lines.append((f"config.{field}", json.dumps(v, sort_keys=True)))
-    tmp = tempfile.mkdtemp(prefix="conf-unpack-", dir=os.path.dirname(os.path.abspath(out)))
-    try:
-        bundle = os.path.join(tmp, "bundle")
-        r = subprocess.run(["umoci", "unpack", "--image", f"{layout}:conf", bundle],
-                           capture_output=True, text=True)
-        if r.returncode != 0:
-            sys.exit(f"umoci unpack {layout} failed: {r.stderr}")
-        root = os.path.join(bundle, "rootfs")
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames.sort()
-            for name in sorted(dirnames + filenames):
-                p = os.path.join(dirpath, name)
-                rel = "/" + os.path.relpath(p, root)
-                st = os.lstat(p)
-                mode = stat.S_IMODE(st.st_mode)
-                own = f"{st.st_uid}:{st.st_gid}"
-                if stat.S_ISLNK(st.st_mode):
-                    v = f"symlink {own} -> {os.readlink(p)}"
-                elif stat.S_ISDIR(st.st_mode):
-                    v = f"dir {mode:04o} {own}"
-                elif stat.S_ISREG(st.st_mode):
-                    h = hashlib.sha256()
-                    with open(p, "rb") as fh:
-                        for chunk in iter(lambda: fh.read(1 << 20), b""):
-                            h.update(chunk)
-                    v = f"file {mode:04o} {own} size={st.st_size} sha256={h.hexdigest()[:16]}"
-                elif stat.S_ISFIFO(st.st_mode):
-                    v = f"fifo {mode:04o} {own}"
-                elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
-                    kind = "chr" if stat.S_ISCHR(st.st_mode) else "blk"
-                    v = f"{kind} {mode:04o} {own} {os.major(st.st_rdev)},{os.minor(st.st_rdev)}"
-                else:
-                    v = f"other {mode:04o} {own}"
-                lines.append((rel, v))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    if os.environ.get("CONF_UNPACK") == "umoci":
+        lines.extend(walk_umoci(layout, out))
+    else:
+        tree = {}
+        for layer in manifest_of(layout, manifests[0])["layers"]:
+            apply_layer(tree, layer_entries(layout, layer["digest"]))
+        lines.extend(tree.items())
     lines.sort()
     with open(out, "w") as fh:
         for k, v in lines:

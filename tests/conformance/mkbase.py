@@ -121,7 +121,7 @@ rich = image({
     "Labels": {"org.example.base": "rich", "shared": "base"},
     "StopSignal": "SIGQUIT",
     "Healthcheck": {"Test": ["CMD-SHELL", "true"], "Interval": 30000000000},
-    "OnBuild": ["LABEL onbuild.fired=yes", "RUN echo triggered > /onbuild-ran"],
+    "OnBuild": ["LABEL onbuild.fired=yes", "RUN echo triggered > /tmp/onbuild-ran"],
 })
 base["annotations"] = {"org.opencontainers.image.ref.name": "localhost/conf-base:latest"}
 rich["annotations"] = {"org.opencontainers.image.ref.name": "localhost/conf-rich:latest"}

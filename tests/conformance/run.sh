@@ -6,6 +6,11 @@
 # (conform.py). Known, intended differences: known-differences.txt.
 #
 # usage: tests/conformance/run.sh [CASE-GLOB...]
+#
+# A case is cases/NNN-name/: a Dockerfile and its context files; optional "args" (extra
+# build arguments, one per line, the same for every builder; @CTX@ stands for the absolute
+# path of the case's context copy) and "prepare.sh" (run in the context copy before the
+# builds, for what git cannot hold: modes, empty dirs, tarballs, symlinks).
 # env:   KILN        kiln binary (default: $CARGO_TARGET_DIR or target/, release then debug)
 #        CONF_PEERS  space-separated peers to try (default "buildah docker")
 #        CONF_JOBS   cases built at once (default 2)
@@ -51,15 +56,13 @@ WORK=${CONF_WORK:-$(mktemp -d /tmp/kiln-conformance.XXXXXX)}
 mkdir -p "$WORK"
 WORK=$(cd "$WORK" && pwd)
 cleanup() {
-  if [ -n "${BAH_ROOT:-}" ] && command -v buildah >/dev/null; then
-    buildah $BAH rm --all >/dev/null 2>&1 || true
-    # buildah's overlay storage keeps mounts; unmount before removing
-    buildah $BAH unshare true >/dev/null 2>&1 || true
-  fi
+  if [ -n "${SSH_AGENT_PID:-}" ]; then kill "$SSH_AGENT_PID" 2>/dev/null || true; fi
   if [ "${CONF_KEEP:-}" != 1 ]; then
-    if [ -n "${BAH_ROOT:-}" ]; then
+    if [ -n "${BAH_ROOT:-}" ] && [ -d "$BAH_ROOT" ]; then
+      buildah $BAH rm --all >/dev/null 2>&1 || true
       buildah $BAH rmi --all --force >/dev/null 2>&1 || true
-      umount -R "$BAH_ROOT/overlay" 2>/dev/null || true
+      # buildah's overlay driver may leave its own mounts under the storage root
+      findmnt -rn -o TARGET | grep "^$WORK/" | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
     fi
     rm -rf "$WORK"
   fi
@@ -85,6 +88,12 @@ for img in conf-base conf-rich; do
     "$DOCKER" load -q -i "$WORK/$img-docker.tar" >/dev/null ;;
   esac
 done
+# an ssh agent holding a throw-away key, for RUN --mount=type=ssh cases (--ssh default)
+if command -v ssh-agent >/dev/null && command -v ssh-keygen >/dev/null; then
+  eval "$(ssh-agent -s -a "$WORK/ssh-agent.sock")" >/dev/null
+  ssh-keygen -q -t ed25519 -N '' -C conformance -f "$WORK/ssh-key" >/dev/null
+  ssh-add -q "$WORK/ssh-key" 2>/dev/null || true
+fi
 export WORK BAH CS DOCKER KILN KNOWN HERE PEERS
 
 # --- one case: build with every builder, describe, compare --------------------------------
@@ -94,7 +103,7 @@ run_case() {
   local args=()
   if [ -f "$src/args" ]; then
     while IFS= read -r a || [ -n "$a" ]; do
-      [ -z "$a" ] || [[ $a == \#* ]] || args+=("$a")
+      [ -z "$a" ] || [[ $a == \#* ]] || args+=("${a//@CTX@/$w/ctx}")
     done < "$src/args"
   fi
   # the context is a copy of the case minus the runner's own files; prepare.sh may add what
