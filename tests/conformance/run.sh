@@ -124,7 +124,7 @@ run_case() {
   for peer in $PEERS; do
     case $peer in
       buildah)
-        if (cd "$w/ctx" && buildah $BAH bud --layers=false --format docker --isolation chroot \
+        if (cd "$w/ctx" && buildah $BAH bud --layers=false --force-rm --format docker --isolation chroot \
               -q -t "localhost/$tag" "${args[@]}" .) > "$w/buildah.log" 2>&1 &&
            skopeo copy -q "${CS}localhost/$tag:latest" "oci:$w/buildah.oci:conf" >> "$w/buildah.log" 2>&1 &&
            skopeo inspect --config --raw "${CS}localhost/$tag:latest" > "$w/buildah.cfg" 2>>"$w/buildah.log"; then
