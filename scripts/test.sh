@@ -39,9 +39,23 @@ if [ -x crates/kiln-cli/tests/rootless-build.sh ]; then
   [ "$s" = 0 ] || status=$s
 fi
 
-counts() { # cargo's "test result" lines, plus the "rootless: N passed, M failed" line
+# Differential conformance against buildah (and docker+BuildKit when its daemon answers) with
+# the debug kiln binary cargo test just built; one "conformance kiln vs PEER: N passed, M
+# failed" line per peer.
+if [ -x tests/conformance/run.sh ]; then
+  step "differential conformance (tests/conformance)"
+  set +e
+  KILN="$CARGO_TARGET_DIR/debug/kiln" tests/conformance/run.sh 2>&1 | tee -a "$log"
+  s=${PIPESTATUS[0]}
+  set -e
+  [ "$s" = 0 ] || status=$s
+fi
+
+counts() { # cargo's "test result" lines, the "rootless: N passed, M failed" line and the
+           # "conformance kiln vs PEER: N passed, M failed" lines
   { grep -Eo 'test result: [A-Za-z]+\. [0-9]+ passed; [0-9]+ failed' "$log" | awk '{print $4, $6}'
-    grep -Eo '^rootless: [0-9]+ passed, [0-9]+ failed' "$log" | awk '{print $2, $4}'; } |
+    grep -Eo '^rootless: [0-9]+ passed, [0-9]+ failed' "$log" | awk '{print $2, $4}'
+    grep -Eo '^conformance kiln vs [a-z]+: [0-9]+ passed, [0-9]+ failed' "$log" | awk '{print $5, $7}'; } |
     awk '{p+=$1; f+=$2} END {print p+0, f+0}'
 }
 read -r passed failed < <(counts)

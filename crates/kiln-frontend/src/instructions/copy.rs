@@ -82,6 +82,17 @@ pub(crate) fn is_git(s: &str) -> bool {
         || s.starts_with("github.com/")
 }
 
+/// `--chown=UID` with a numeric uid and no group gives the files that number as gid too
+/// (BuildKit's file op: a user given by id and no group means gid = uid); a user name alone
+/// still takes its primary group from the image's /etc/passwd.
+fn numeric_uid_is_gid(spec: String) -> String {
+    if !spec.is_empty() && spec.bytes().all(|b| b.is_ascii_digit()) {
+        format!("{spec}:{spec}")
+    } else {
+        spec
+    }
+}
+
 /// Builds the file op(s) for a COPY/ADD and commits the layer.
 pub(crate) fn lower_copy(
     lw: &mut Lowerer<'_>,
@@ -96,7 +107,12 @@ pub(crate) fn lower_copy(
     let span = node.span;
     let kw = if is_add { "ADD" } else { "COPY" };
     let dest_raw = expand(&st.scope, &c.dest)?;
-    let chown = c.chown.as_ref().map(|w| expand(&st.scope, w)).transpose()?;
+    let chown = c
+        .chown
+        .as_ref()
+        .map(|w| expand(&st.scope, w))
+        .transpose()?
+        .map(numeric_uid_is_gid);
     let chmod = c.chmod.as_ref().map(|w| expand(&st.scope, w)).transpose()?;
     if let Some(m) = &chmod {
         let octal = m.chars().all(|ch| ('0'..='7').contains(&ch)) && !m.is_empty();

@@ -1,4 +1,5 @@
-//! EXPOSE: each word expanded and field-split (BuildKit `ProcessWords`); `/tcp` default.
+//! EXPOSE: each word expanded and field-split (BuildKit `ProcessWords`); `/tcp` default;
+//! a range `7000-7002` exposes each port in it (as BuildKit's `nat.ParsePortSpecs`).
 
 use crate::error::{ErrorKind, FrontendError};
 use crate::lower::Lowerer;
@@ -29,7 +30,22 @@ pub(crate) fn dispatch(
                     w.span,
                 ));
             }
-            out.push(format!("{num}/{proto}"));
+            match num.split_once('-') {
+                Some((lo, hi)) => {
+                    let (lo, hi) = match (lo.parse::<u32>(), hi.parse::<u32>()) {
+                        (Ok(lo), Ok(hi)) if lo <= hi && hi <= 65535 => (lo, hi),
+                        _ => {
+                            return Err(FrontendError::at(
+                                ErrorKind::InvalidFlag,
+                                format!("invalid port range {p:?} in EXPOSE"),
+                                w.span,
+                            ))
+                        }
+                    };
+                    out.extend((lo..=hi).map(|n| format!("{n}/{proto}")));
+                }
+                None => out.push(format!("{num}/{proto}")),
+            }
         }
     }
     let _ = node;

@@ -68,7 +68,9 @@ pub(crate) fn dispatch(
     let span = node.span;
     let mut inputs = vec![st.root];
     let mut mounts = Vec::new();
-    let workdir = st.workdir();
+    // the config keeps an absolute WORKDIR as written (`/a/../b`); the process starts in
+    // the directory it names
+    let workdir = kiln_oci::changes::join_workdir("/", &st.workdir());
     let mut label = format!(
         "RUN {}",
         match &run.command {

@@ -1,0 +1,2 @@
+mkdir -p empty tree/a/b
+chmod 0700 tree/a

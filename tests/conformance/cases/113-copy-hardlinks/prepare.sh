@@ -1,0 +1,1 @@
+mkdir dir && echo shared > dir/a && ln dir/a dir/b

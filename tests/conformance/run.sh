@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# Differential conformance (issue 5): builds every case under cases/ with kiln and with each
+# peer that is available (buildah when installed; docker+BuildKit when the daemon at
+# $DOCKER_HOST, default unix:///tmp/lab-docker/docker.sock, answers), exports each result as
+# an OCI layout, unpacks it with umoci outside kiln and compares rootfs and config
+# (conform.py). Known, intended differences: known-differences.txt.
+#
+# usage: tests/conformance/run.sh [CASE-GLOB...]
+#
+# A case is cases/NNN-name/: a Dockerfile and its context files; optional "args" (extra
+# build arguments, one per line, the same for every builder; @CTX@ stands for the absolute
+# path of the case's context copy) and "prepare.sh" (run in the context copy before the
+# builds, for what git cannot hold: modes, empty dirs, tarballs, symlinks).
+# env:   KILN        kiln binary (default: $CARGO_TARGET_DIR or target/, release then debug)
+#        CONF_PEERS  space-separated peers to try (default "buildah docker")
+#        CONF_JOBS   cases built at once (default 2)
+#        CONF_WORK   work directory (default a temp dir, removed at the end unless CONF_KEEP=1)
+#        CONF_VERBOSE=1 also prints known differences of passing cases
+# Prints one line per peer: "conformance kiln vs PEER: N passed, M failed"; exits 1 when
+# any case has an unexpected difference.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+KNOWN=$HERE/known-differences.txt
+JOBS=${CONF_JOBS:-2}
+PEERS_WANTED=${CONF_PEERS:-buildah docker}
+export DOCKER_HOST=${DOCKER_HOST:-unix:///tmp/lab-docker/docker.sock}
+DOCKER=/usr/bin/docker
+[ -x "$DOCKER" ] || DOCKER=$(command -v docker || echo docker)
+
+log() { printf 'conformance: %s\n' "$*" >&2; }
+
+if [ -z "${KILN:-}" ]; then
+  t=${CARGO_TARGET_DIR:-$REPO/target}
+  for c in "$t/release/kiln" "$t/debug/kiln"; do
+    if [ -x "$c" ]; then KILN=$c; break; fi
+  done
+fi
+[ -n "${KILN:-}" ] && [ -x "$KILN" ] || { log "kiln binary not found (set KILN or cargo build -p kiln-cli)"; exit 2; }
+for tool in umoci skopeo python3 jq; do
+  command -v "$tool" >/dev/null || { log "$tool missing (scripts/setup.sh installs it)"; exit 2; }
+done
+
+PEERS=""
+for p in $PEERS_WANTED; do
+  case $p in
+    buildah) command -v buildah >/dev/null && PEERS="$PEERS buildah" || log "buildah not installed: skipped" ;;
+    docker) if timeout 10 "$DOCKER" version >/dev/null 2>&1; then PEERS="$PEERS docker"
+            else log "no docker daemon at $DOCKER_HOST: docker skipped"; fi ;;
+    *) log "unknown peer $p"; exit 2 ;;
+  esac
+done
+PEERS=${PEERS# }
+
+WORK=${CONF_WORK:-$(mktemp -d /tmp/kiln-conformance.XXXXXX)}
+mkdir -p "$WORK"
+WORK=$(cd "$WORK" && pwd)
+cleanup() {
+  if [ -n "${SSH_AGENT_PID:-}" ]; then kill "$SSH_AGENT_PID" 2>/dev/null || true; fi
+  if [ "${CONF_KEEP:-}" != 1 ]; then
+    if [ -n "${BAH_ROOT:-}" ] && [ -d "$BAH_ROOT" ]; then
+      buildah $BAH rm --all >/dev/null 2>&1 || true
+      buildah $BAH rmi --all --force >/dev/null 2>&1 || true
+      # buildah's overlay driver may leave its own mounts under the storage root
+      findmnt -rn -o TARGET | grep "^$WORK/" | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+    fi
+    rm -rf "$WORK"
+  fi
+}
+trap cleanup EXIT
+
+# --- the shared base images, made once per run, independently of every peer -------------
+log "work dir $WORK; kiln $KILN; peers: ${PEERS:-none}"
+python3 "$HERE/mkbase.py" "$WORK/base.tar"
+export KILN_ROOT=$WORK/kiln
+"$KILN" load -i "$WORK/base.tar" >/dev/null
+BAH_ROOT=$WORK/buildah/root
+BAH_RUN=$WORK/buildah/run
+BAH="--root $BAH_ROOT --runroot $BAH_RUN --storage-driver overlay"
+CS="containers-storage:[overlay@$BAH_ROOT+$BAH_RUN]"
+for img in conf-base conf-rich; do
+  case " $PEERS " in *" buildah "*)
+    skopeo copy -q "oci-archive:$WORK/base.tar:localhost/$img:latest" "${CS}localhost/$img:latest" ;;
+  esac
+  case " $PEERS " in *" docker "*)
+    skopeo copy -q "oci-archive:$WORK/base.tar:localhost/$img:latest" \
+      "docker-archive:$WORK/$img-docker.tar:localhost/$img:latest"
+    "$DOCKER" load -q -i "$WORK/$img-docker.tar" >/dev/null ;;
+  esac
+done
+# an ssh agent holding a throw-away key, for RUN --mount=type=ssh cases (--ssh default)
+if command -v ssh-agent >/dev/null && command -v ssh-keygen >/dev/null; then
+  eval "$(ssh-agent -s -a "$WORK/ssh-agent.sock")" >/dev/null
+  ssh-keygen -q -t ed25519 -N '' -C conformance -f "$WORK/ssh-key" >/dev/null
+  ssh-add -q "$WORK/ssh-key" 2>/dev/null || true
+fi
+export WORK BAH CS DOCKER KILN KNOWN HERE PEERS
+
+# --- one case: build with every builder, describe, compare --------------------------------
+run_case() {
+  local case=$1 src=$HERE/cases/$1 w=$WORK/cases/$1
+  rm -rf "$w"; mkdir -p "$w"
+  local args=()
+  if [ -f "$src/args" ]; then
+    while IFS= read -r a || [ -n "$a" ]; do
+      [ -z "$a" ] || [[ $a == \#* ]] || args+=("${a//@CTX@/$w/ctx}")
+    done < "$src/args"
+  fi
+  # the context is a copy of the case minus the runner's own files; prepare.sh may add what
+  # git cannot hold (modes, empty dirs, tarballs)
+  mkdir -p "$w/ctx"
+  tar -C "$src" --exclude=./args --exclude=./prepare.sh -cf - . | tar -C "$w/ctx" -xf -
+  if [ -f "$src/prepare.sh" ]; then
+    (cd "$w/ctx" && bash "$src/prepare.sh") > "$w/prepare.log" 2>&1 ||
+      { echo "ERROR $case: prepare.sh failed"; cat "$w/prepare.log"; }
+  fi
+  local tag=conf-$case
+  # kiln
+  if (cd "$w/ctx" && "$KILN" build -q --progress plain "${args[@]}" \
+        -o "type=oci,dest=$w/kiln.oci,tar=false" .) > "$w/kiln.log" 2>&1; then
+    python3 "$HERE/conform.py" describe "$w/kiln.oci" - "$w/kiln.desc" 2>>"$w/kiln.log" || rm -f "$w/kiln.desc"
+  fi
+  local peer
+  for peer in $PEERS; do
+    case $peer in
+      buildah)
+        if (cd "$w/ctx" && buildah $BAH bud --layers=false --force-rm --format docker --isolation chroot \
+              -q -t "localhost/$tag" "${args[@]}" .) > "$w/buildah.log" 2>&1 &&
+           skopeo copy -q "${CS}localhost/$tag:latest" "oci:$w/buildah.oci:conf" >> "$w/buildah.log" 2>&1 &&
+           skopeo inspect --config --raw "${CS}localhost/$tag:latest" > "$w/buildah.cfg" 2>>"$w/buildah.log"; then
+          python3 "$HERE/conform.py" describe "$w/buildah.oci" "$w/buildah.cfg" "$w/buildah.desc" 2>>"$w/buildah.log" || rm -f "$w/buildah.desc"
+        fi
+        buildah $BAH rmi -f "localhost/$tag" >/dev/null 2>&1 || true ;;
+      docker)
+        if (cd "$w/ctx" && DOCKER_BUILDKIT=1 "$DOCKER" build -q -t "conf/$tag" "${args[@]}" .) > "$w/docker.log" 2>&1 &&
+           "$DOCKER" save -o "$w/docker.tar" "conf/$tag" >> "$w/docker.log" 2>&1 &&
+           skopeo copy -q "docker-archive:$w/docker.tar" "oci:$w/docker.oci:conf" >> "$w/docker.log" 2>&1 &&
+           skopeo inspect --config --raw "docker-archive:$w/docker.tar" > "$w/docker.cfg" 2>>"$w/docker.log"; then
+          python3 "$HERE/conform.py" describe "$w/docker.oci" "$w/docker.cfg" "$w/docker.desc" 2>>"$w/docker.log" || rm -f "$w/docker.desc"
+        fi
+        rm -f "$w/docker.tar"
+        "$DOCKER" rmi -f "conf/$tag" >/dev/null 2>&1 || true ;;
+    esac
+    local res=pass
+    python3 "$HERE/conform.py" compare "$case" "$peer" "$w/kiln.desc" "$w/$peer.desc" "$KNOWN" > "$w/$peer.cmp" || res=fail
+    if [ $res = fail ] && grep -q '^  DIFF   build:' "$w/$peer.cmp"; then
+      { [ -f "$w/kiln.desc" ] || { echo "  --- kiln log:"; tail -5 "$w/kiln.log" | sed 's/^/  | /'; }
+        [ -f "$w/$peer.desc" ] || { echo "  --- $peer log:"; tail -5 "$w/$peer.log" | sed 's/^/  | /'; }
+      } >> "$w/$peer.cmp"
+    fi
+    cat "$w/$peer.cmp"
+    echo "$res" > "$w/$peer.result"
+  done
+  [ -n "$PEERS" ] || echo pass > "$w/none.result"
+  rm -rf "$w"/*.oci
+}
+export -f run_case
+
+cases=()
+for d in "$HERE"/cases/*/; do
+  c=$(basename "$d")
+  if [ $# -gt 0 ]; then
+    m=0; for g in "$@"; do [[ $c == $g ]] && m=1; done
+    [ $m = 1 ] || continue
+  fi
+  cases+=("$c")
+done
+log "${#cases[@]} cases, $JOBS at once"
+start=$(date +%s)
+printf '%s\n' "${cases[@]}" | xargs -P "$JOBS" -I{} bash -c 'run_case "$@"' _ {}
+log "done in $(( $(date +%s) - start ))s"
+
+status=0
+if [ -z "$PEERS" ]; then
+  echo "conformance: no peer available; kiln built ${#cases[@]} cases, nothing compared"
+fi
+for peer in $PEERS; do
+  p=0; f=0
+  for c in "${cases[@]}"; do
+    if [ "$(cat "$WORK/cases/$c/$peer.result" 2>/dev/null)" = pass ]; then p=$((p+1)); else f=$((f+1)); fi
+  done
+  echo "conformance kiln vs $peer: $p passed, $f failed"
+  [ "$f" = 0 ] || status=1
+done
+exit $status
