@@ -342,6 +342,17 @@ fn add_url_checksum_is_verified_and_a_pinned_url_hits_without_downloading() {
         err.contains("--checksum") && err.contains("md5:abc"),
         "{err}"
     );
+    // A checksum pins one remote source: on a local file it is refused at its line.
+    std::fs::write(ctx.join("local.txt"), "l\n").unwrap();
+    write_dockerfile(
+        &ctx,
+        &format!("FROM scratch\nADD --checksum={good} local.txt /x\n"),
+    );
+    let err = build_fails(&env, &ctx, &[]);
+    assert!(
+        err.contains("--checksum needs exactly one source") && err.contains(":2"),
+        "{err}"
+    );
     env.assert_store_clean();
 }
 
@@ -497,6 +508,7 @@ ADD {url}#v1 /v1/
 ADD {url}#main:sub /sub
 ADD --keep-git-dir {url} /kept/
 ADD --checksum={v1_commit} {url}#v1 /pinned
+ADD --exclude=*.txt {url}#v1 /excluded/
 "
     );
     let ctx = context(&env, "ctx", &[("Dockerfile", &dockerfile)]);
@@ -506,6 +518,8 @@ ADD --checksum={v1_commit} {url}#v1 /pinned
     assert_eq!(entry_data(&fs, "v1/a.txt"), "one\n");
     assert!(!fs.keys().any(|k| k.starts_with("v1/.git")), "v1 kept .git");
     assert_eq!(entry_data(&fs, "pinned/a.txt"), "one\n");
+    assert!(!fs.contains_key("excluded/a.txt"), "--exclude ignored");
+    assert_eq!(entry_data(&fs, "excluded/sub/s.sh"), "#!/bin/sh\n");
     // `#ref:subdir` copies the subdirectory's contents; modes and symlinks are kept.
     assert_eq!(entry_data(&fs, "sub/s.sh"), "#!/bin/sh\n");
     assert_eq!(fs["sub/s.sh"]["mode"], 0o755);
@@ -531,7 +545,7 @@ ADD --checksum={v1_commit} {url}#v1 /pinned
     let (_, ev) = build(&env, &ctx, "b.tar", &[]);
     assert_eq!(
         cached_steps(&ev, "ADD "),
-        4,
+        5,
         "{:?}",
         steps_with(&ev, "cached")
     );

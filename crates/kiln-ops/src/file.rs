@@ -12,6 +12,7 @@ use kiln_fs::SafeRoot;
 use kiln_graph::{CopyAction, FileAction, FileOp, Vertex, VertexId};
 use kiln_oci::Digest;
 use kiln_solver::JobCtx;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -48,7 +49,9 @@ impl Executor<'_> {
                         Some(c) => remote::parse_checksum(url, c)?.to_string(),
                         None => {
                             ctx.status(format!("downloading {url}"));
-                            let d = remote::download(url, self.opts.max_download_size)?;
+                            let d = remote::download(url, self.opts.max_download_size, &|| {
+                                ctx.is_cancelled()
+                            })?;
                             let digest = d.digest.to_string();
                             fetched.downloads.insert(i, d);
                             digest
@@ -321,10 +324,11 @@ impl Executor<'_> {
         for (i, action) in op.actions.iter().enumerate() {
             match action {
                 FileAction::AddUrl { url, checksum, .. } => {
-                    if !fetched.downloads.contains_key(&i) {
+                    if let Entry::Vacant(slot) = fetched.downloads.entry(i) {
                         ctx.status(format!("downloading {url}"));
-                        let d = remote::download(url, self.opts.max_download_size)?;
-                        fetched.downloads.insert(i, d);
+                        slot.insert(remote::download(url, self.opts.max_download_size, &|| {
+                            ctx.is_cancelled()
+                        })?);
                     }
                     if let (Some(want), Some(d)) = (checksum, fetched.downloads.get(&i)) {
                         let want = remote::parse_checksum(url, want)?;

@@ -89,7 +89,11 @@ fn percent_decode(s: &str) -> String {
 
 /// Downloads `url` into a fresh temp directory, hashing while streaming. More than
 /// `limit` bytes is an error naming the limit and its flag; nothing is kept.
-pub(crate) fn download(url: &str, limit: u64) -> Result<Download, OpError> {
+pub(crate) fn download(
+    url: &str,
+    limit: u64,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<Download, OpError> {
     let fail = |message: String| OpError::Remote {
         url: url.to_owned(),
         message,
@@ -142,6 +146,9 @@ pub(crate) fn download(url: &str, limit: u64) -> Result<Download, OpError> {
     let mut total: u64 = 0;
     let mut buf = vec![0u8; 256 * 1024];
     loop {
+        if cancelled() {
+            return Err(OpError::Cancelled);
+        }
         let n = body
             .read(&mut buf)
             .map_err(|e| fail(format!("reading the body: {e}")))?;
