@@ -257,8 +257,9 @@ pub struct BuildArgs {
     /// Secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR (repeatable)
     #[arg(long = "secret", value_name = "SPEC")]
     pub secrets: Vec<String>,
-    /// Extra build context name=DIR, usable in FROM and COPY --from (repeatable)
-    #[arg(long = "build-context", value_name = "NAME=DIR")]
+    /// Extra build context NAME=DIR, NAME=docker-image://REF (local store) or
+    /// NAME=oci-layout://DIR[:TAG|@DIGEST], usable in FROM and COPY --from (repeatable)
+    #[arg(long = "build-context", value_name = "NAME=SOURCE")]
     pub build_contexts: Vec<String>,
     /// Largest download of one ADD <url> or git checkout, in bytes (default 4 GiB)
     #[arg(long, value_name = "BYTES")]

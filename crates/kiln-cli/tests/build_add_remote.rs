@@ -603,3 +603,59 @@ fn add_git_ref_that_looks_like_an_option_is_refused() {
     assert!(err.contains("invalid ref"), "{err}");
     assert!(!marker.exists(), "git ran an option from the Dockerfile");
 }
+
+#[test]
+fn add_git_subdir_symlink_cannot_leave_the_checkout() {
+    if !need("git") {
+        return;
+    }
+    let env = Env::new();
+    let repo = make_repo(&env);
+    // A subdir that is a symlink climbing out of the work tree, and one to an absolute
+    // host path: both must resolve inside the checkout.
+    std::os::unix::fs::symlink("../../../../../..", repo.work.join("up")).unwrap();
+    std::os::unix::fs::symlink("/etc", repo.work.join("abs")).unwrap();
+    git(&repo.work, &["add", "."], T2.0);
+    git(&repo.work, &["commit", "-q", "-m", "links"], T2.0);
+    repo.publish();
+    let srv = Server::start();
+    srv.serve_dir(&env.path("srv"));
+    let url = srv.url("/repo.git");
+    let ctx = context(
+        &env,
+        "ctx",
+        &[(
+            "Dockerfile",
+            &format!("FROM scratch\nADD {url}#main:up /up/\n"),
+        )],
+    );
+    // `up` clamps at the checkout's root: its own files, nothing from around it (the temp
+    // dir beside the work tree holds kiln's `template/`).
+    let (fs, _) = build(&env, &ctx, "up.tar", &[]);
+    assert_eq!(entry_data(&fs, "up/a.txt"), "two\n");
+    assert!(
+        !fs.keys()
+            .any(|k| k.contains("template") || k.starts_with("up/tmp")),
+        "escaped the checkout: {:?}",
+        fs.keys().collect::<Vec<_>>()
+    );
+    // `/etc` is looked up inside the checkout, where it does not exist.
+    write_dockerfile(&ctx, &format!("FROM scratch\nADD {url}#main:abs /abs/\n"));
+    let err = build_fails(&env, &ctx, &[]);
+    assert!(
+        err.contains("\"/abs\": not found in git repository"),
+        "{err}"
+    );
+
+    // The checkout counts against --max-download-size, naming the flag.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM scratch\nADD {url}#v1 /v1/\n"),
+    )
+    .unwrap();
+    let err = build_fails(&env, &ctx, &["--max-download-size", "5"]);
+    assert!(
+        err.contains("--max-download-size") && err.contains("5 bytes") && err.contains(&url),
+        "{err}"
+    );
+}
