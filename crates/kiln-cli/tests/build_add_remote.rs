@@ -45,6 +45,8 @@ impl Route {
 struct ServerState {
     routes: HashMap<String, Route>,
     hits: HashMap<String, usize>,
+    /// 200 answers with a body (not 304s).
+    full: HashMap<String, usize>,
     /// Paths not in `routes` are served from here (the dumb HTTP git repositories).
     static_dir: Option<PathBuf>,
 }
@@ -85,6 +87,10 @@ impl Server {
     fn hits(&self, path: &str) -> usize {
         *self.state.lock().unwrap().hits.get(path).unwrap_or(&0)
     }
+
+    fn full(&self, path: &str) -> usize {
+        *self.state.lock().unwrap().full.get(path).unwrap_or(&0)
+    }
 }
 
 fn serve(conn: TcpStream, state: &Mutex<ServerState>) {
@@ -93,12 +99,19 @@ fn serve(conn: TcpStream, state: &Mutex<ServerState>) {
     if reader.read_line(&mut first).is_err() {
         return;
     }
+    let mut if_none_match = None;
     loop {
         let mut line = String::new();
         match reader.read_line(&mut line) {
             Ok(0) | Err(_) => break,
             Ok(_) if line == "\r\n" || line == "\n" => break,
-            Ok(_) => {}
+            Ok(_) => {
+                if let Some((k, v)) = line.split_once(':') {
+                    if k.eq_ignore_ascii_case("if-none-match") {
+                        if_none_match = Some(v.trim().to_string());
+                    }
+                }
+            }
         }
     }
     let path = first.split_whitespace().nth(1).unwrap_or("/").to_string();
@@ -117,12 +130,23 @@ fn serve(conn: TcpStream, state: &Mutex<ServerState>) {
             }),
         }
     };
-    let r = route.unwrap_or(Route {
+    let mut r = route.unwrap_or(Route {
         status: 404,
         body: b"not found\n".to_vec(),
         headers: Vec::new(),
         no_length: false,
     });
+    let etag = r
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("etag"))
+        .map(|(_, v)| v.clone());
+    if etag.is_some() && etag == if_none_match {
+        r.status = 304;
+        r.body.clear();
+    } else if r.status == 200 {
+        *state.lock().unwrap().full.entry(path.clone()).or_insert(0) += 1;
+    }
     let mut out = conn;
     let mut head = format!("HTTP/1.1 {} X\r\nConnection: close\r\n", r.status);
     if !r.no_length {
@@ -658,4 +682,50 @@ fn add_git_subdir_symlink_cannot_leave_the_checkout() {
         err.contains("--max-download-size") && err.contains("5 bytes") && err.contains(&url),
         "{err}"
     );
+}
+
+#[test]
+fn add_url_with_an_etag_is_revalidated_not_downloaded_again() {
+    let env = Env::new();
+    let srv = Server::start();
+    srv.route("/e.bin", Route::ok(b"v1\n").header("ETag", "\"one\""));
+    let ctx = context(&env, "ctx", &[]);
+    write_dockerfile(
+        &ctx,
+        &format!("FROM scratch\nADD {} /e.bin\n", srv.url("/e.bin")),
+    );
+    let (fs, _) = build(&env, &ctx, "a.tar", &[]);
+    assert_eq!(entry_data(&fs, "e.bin"), "v1\n");
+    assert_eq!((srv.hits("/e.bin"), srv.full("/e.bin")), (1, 1));
+    // Re-checked with If-None-Match: a 304, no body, and a hit.
+    let (_, ev) = build(&env, &ctx, "b.tar", &[]);
+    assert_eq!((srv.hits("/e.bin"), srv.full("/e.bin")), (2, 1));
+    assert_eq!(
+        cached_steps(&ev, "ADD "),
+        1,
+        "{:?}",
+        steps_with(&ev, "cached")
+    );
+    // A miss after a 304 (here --no-cache) downloads the bytes for real.
+    let (fs, ev) = build(&env, &ctx, "c.tar", &["--no-cache"]);
+    assert_eq!(cached_steps(&ev, "ADD "), 0);
+    assert_eq!(entry_data(&fs, "e.bin"), "v1\n");
+    assert_eq!((srv.hits("/e.bin"), srv.full("/e.bin")), (4, 2));
+    // New content under a new ETag: downloaded, a miss, the new bytes.
+    srv.route("/e.bin", Route::ok(b"v2\n").header("ETag", "\"two\""));
+    let (fs, ev) = build(&env, &ctx, "d.tar", &[]);
+    assert_eq!(cached_steps(&ev, "ADD "), 0);
+    assert_eq!(entry_data(&fs, "e.bin"), "v2\n");
+    // A server that keeps the ETag but changes the bytes is caught when they are
+    // fetched for a miss, before anything is written.
+    srv.route("/e.bin", Route::ok(b"v3\n").header("ETag", "\"two\""));
+    let err = build_fails(&env, &ctx, &["--no-cache"]);
+    assert!(
+        err.contains("content changed during the build") && err.contains(&srv.url("/e.bin")),
+        "{err}"
+    );
+    // ... and the next build downloads again instead of trusting that ETag.
+    let (fs, _) = build(&env, &ctx, "e.tar", &[]);
+    assert_eq!(entry_data(&fs, "e.bin"), "v3\n");
+    env.assert_store_clean();
 }
