@@ -266,8 +266,9 @@ pub struct BuildArgs {
     /// terminal; with piped stdin the piped commands run there)
     #[arg(long = "on-error", value_enum, default_value = "error")]
     pub on_error: OnError,
-    /// Extra build context name=DIR, usable in FROM and COPY --from (repeatable)
-    #[arg(long = "build-context", value_name = "NAME=DIR")]
+    /// Extra build context NAME=DIR, NAME=docker-image://REF (local store) or
+    /// NAME=oci-layout://DIR[:TAG|@DIGEST], usable in FROM and COPY --from (repeatable)
+    #[arg(long = "build-context", value_name = "NAME=SOURCE")]
     pub build_contexts: Vec<String>,
     /// Largest download of one ADD <url> or git checkout, in bytes (default 4 GiB)
     #[arg(long, value_name = "BYTES")]

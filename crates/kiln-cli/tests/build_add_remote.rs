@@ -45,6 +45,8 @@ impl Route {
 struct ServerState {
     routes: HashMap<String, Route>,
     hits: HashMap<String, usize>,
+    /// 200 answers with a body (not 304s).
+    full: HashMap<String, usize>,
     /// Paths not in `routes` are served from here (the dumb HTTP git repositories).
     static_dir: Option<PathBuf>,
 }
@@ -85,6 +87,10 @@ impl Server {
     fn hits(&self, path: &str) -> usize {
         *self.state.lock().unwrap().hits.get(path).unwrap_or(&0)
     }
+
+    fn full(&self, path: &str) -> usize {
+        *self.state.lock().unwrap().full.get(path).unwrap_or(&0)
+    }
 }
 
 fn serve(conn: TcpStream, state: &Mutex<ServerState>) {
@@ -93,12 +99,19 @@ fn serve(conn: TcpStream, state: &Mutex<ServerState>) {
     if reader.read_line(&mut first).is_err() {
         return;
     }
+    let mut if_none_match = None;
     loop {
         let mut line = String::new();
         match reader.read_line(&mut line) {
             Ok(0) | Err(_) => break,
             Ok(_) if line == "\r\n" || line == "\n" => break,
-            Ok(_) => {}
+            Ok(_) => {
+                if let Some((k, v)) = line.split_once(':') {
+                    if k.eq_ignore_ascii_case("if-none-match") {
+                        if_none_match = Some(v.trim().to_string());
+                    }
+                }
+            }
         }
     }
     let path = first.split_whitespace().nth(1).unwrap_or("/").to_string();
@@ -117,12 +130,23 @@ fn serve(conn: TcpStream, state: &Mutex<ServerState>) {
             }),
         }
     };
-    let r = route.unwrap_or(Route {
+    let mut r = route.unwrap_or(Route {
         status: 404,
         body: b"not found\n".to_vec(),
         headers: Vec::new(),
         no_length: false,
     });
+    let etag = r
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("etag"))
+        .map(|(_, v)| v.clone());
+    if etag.is_some() && etag == if_none_match {
+        r.status = 304;
+        r.body.clear();
+    } else if r.status == 200 {
+        *state.lock().unwrap().full.entry(path.clone()).or_insert(0) += 1;
+    }
     let mut out = conn;
     let mut head = format!("HTTP/1.1 {} X\r\nConnection: close\r\n", r.status);
     if !r.no_length {
@@ -342,6 +366,17 @@ fn add_url_checksum_is_verified_and_a_pinned_url_hits_without_downloading() {
         err.contains("--checksum") && err.contains("md5:abc"),
         "{err}"
     );
+    // A checksum pins one remote source: on a local file it is refused at its line.
+    std::fs::write(ctx.join("local.txt"), "l\n").unwrap();
+    write_dockerfile(
+        &ctx,
+        &format!("FROM scratch\nADD --checksum={good} local.txt /x\n"),
+    );
+    let err = build_fails(&env, &ctx, &[]);
+    assert!(
+        err.contains("--checksum needs exactly one source") && err.contains(":2"),
+        "{err}"
+    );
     env.assert_store_clean();
 }
 
@@ -497,6 +532,7 @@ ADD {url}#v1 /v1/
 ADD {url}#main:sub /sub
 ADD --keep-git-dir {url} /kept/
 ADD --checksum={v1_commit} {url}#v1 /pinned
+ADD --exclude=*.txt {url}#v1 /excluded/
 "
     );
     let ctx = context(&env, "ctx", &[("Dockerfile", &dockerfile)]);
@@ -506,6 +542,8 @@ ADD --checksum={v1_commit} {url}#v1 /pinned
     assert_eq!(entry_data(&fs, "v1/a.txt"), "one\n");
     assert!(!fs.keys().any(|k| k.starts_with("v1/.git")), "v1 kept .git");
     assert_eq!(entry_data(&fs, "pinned/a.txt"), "one\n");
+    assert!(!fs.contains_key("excluded/a.txt"), "--exclude ignored");
+    assert_eq!(entry_data(&fs, "excluded/sub/s.sh"), "#!/bin/sh\n");
     // `#ref:subdir` copies the subdirectory's contents; modes and symlinks are kept.
     assert_eq!(entry_data(&fs, "sub/s.sh"), "#!/bin/sh\n");
     assert_eq!(fs["sub/s.sh"]["mode"], 0o755);
@@ -531,7 +569,7 @@ ADD --checksum={v1_commit} {url}#v1 /pinned
     let (_, ev) = build(&env, &ctx, "b.tar", &[]);
     assert_eq!(
         cached_steps(&ev, "ADD "),
-        4,
+        5,
         "{:?}",
         steps_with(&ev, "cached")
     );
@@ -588,4 +626,106 @@ fn add_git_ref_that_looks_like_an_option_is_refused() {
     let err = build_fails(&env, &ctx, &[]);
     assert!(err.contains("invalid ref"), "{err}");
     assert!(!marker.exists(), "git ran an option from the Dockerfile");
+}
+
+#[test]
+fn add_git_subdir_symlink_cannot_leave_the_checkout() {
+    if !need("git") {
+        return;
+    }
+    let env = Env::new();
+    let repo = make_repo(&env);
+    // A subdir that is a symlink climbing out of the work tree, and one to an absolute
+    // host path: both must resolve inside the checkout.
+    std::os::unix::fs::symlink("../../../../../..", repo.work.join("up")).unwrap();
+    std::os::unix::fs::symlink("/etc", repo.work.join("abs")).unwrap();
+    git(&repo.work, &["add", "."], T2.0);
+    git(&repo.work, &["commit", "-q", "-m", "links"], T2.0);
+    repo.publish();
+    let srv = Server::start();
+    srv.serve_dir(&env.path("srv"));
+    let url = srv.url("/repo.git");
+    let ctx = context(
+        &env,
+        "ctx",
+        &[(
+            "Dockerfile",
+            &format!("FROM scratch\nADD {url}#main:up /up/\n"),
+        )],
+    );
+    // `up` clamps at the checkout's root: its own files, nothing from around it (the temp
+    // dir beside the work tree holds kiln's `template/`).
+    let (fs, _) = build(&env, &ctx, "up.tar", &[]);
+    assert_eq!(entry_data(&fs, "up/a.txt"), "two\n");
+    assert!(
+        !fs.keys()
+            .any(|k| k.contains("template") || k.starts_with("up/tmp")),
+        "escaped the checkout: {:?}",
+        fs.keys().collect::<Vec<_>>()
+    );
+    // `/etc` is looked up inside the checkout, where it does not exist.
+    write_dockerfile(&ctx, &format!("FROM scratch\nADD {url}#main:abs /abs/\n"));
+    let err = build_fails(&env, &ctx, &[]);
+    assert!(
+        err.contains("\"/abs\": not found in git repository"),
+        "{err}"
+    );
+
+    // The checkout counts against --max-download-size, naming the flag.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM scratch\nADD {url}#v1 /v1/\n"),
+    )
+    .unwrap();
+    let err = build_fails(&env, &ctx, &["--max-download-size", "5"]);
+    assert!(
+        err.contains("--max-download-size") && err.contains("5 bytes") && err.contains(&url),
+        "{err}"
+    );
+}
+
+#[test]
+fn add_url_with_an_etag_is_revalidated_not_downloaded_again() {
+    let env = Env::new();
+    let srv = Server::start();
+    srv.route("/e.bin", Route::ok(b"v1\n").header("ETag", "\"one\""));
+    let ctx = context(&env, "ctx", &[]);
+    write_dockerfile(
+        &ctx,
+        &format!("FROM scratch\nADD {} /e.bin\n", srv.url("/e.bin")),
+    );
+    let (fs, _) = build(&env, &ctx, "a.tar", &[]);
+    assert_eq!(entry_data(&fs, "e.bin"), "v1\n");
+    assert_eq!((srv.hits("/e.bin"), srv.full("/e.bin")), (1, 1));
+    // Re-checked with If-None-Match: a 304, no body, and a hit.
+    let (_, ev) = build(&env, &ctx, "b.tar", &[]);
+    assert_eq!((srv.hits("/e.bin"), srv.full("/e.bin")), (2, 1));
+    assert_eq!(
+        cached_steps(&ev, "ADD "),
+        1,
+        "{:?}",
+        steps_with(&ev, "cached")
+    );
+    // A miss after a 304 (here --no-cache) downloads the bytes for real.
+    let (fs, ev) = build(&env, &ctx, "c.tar", &["--no-cache"]);
+    assert_eq!(cached_steps(&ev, "ADD "), 0);
+    assert_eq!(entry_data(&fs, "e.bin"), "v1\n");
+    assert_eq!((srv.hits("/e.bin"), srv.full("/e.bin")), (4, 2));
+    // New content under a new ETag: downloaded, a miss, the new bytes.
+    srv.route("/e.bin", Route::ok(b"v2\n").header("ETag", "\"two\""));
+    let (fs, ev) = build(&env, &ctx, "d.tar", &[]);
+    assert_eq!(cached_steps(&ev, "ADD "), 0);
+    assert_eq!(entry_data(&fs, "e.bin"), "v2\n");
+    // A server that keeps the ETag but changes the bytes is caught when they are
+    // fetched for a miss, before anything is written.
+    srv.route("/e.bin", Route::ok(b"v3\n").header("ETag", "\"two\""));
+    let err = build_fails(&env, &ctx, &["--no-cache"]);
+    assert!(
+        err.contains("content changed during the build") && err.contains(&srv.url("/e.bin")),
+        "{err}"
+    );
+    // ... and the next build downloads again instead of trusting that ETag.
+    let (fs, _) = build(&env, &ctx, "e.tar", &[]);
+    assert_eq!(entry_data(&fs, "e.bin"), "v3\n");
+    env.assert_store_clean();
 }

@@ -133,6 +133,7 @@ fn copy_exclude_patterns_several_at_once() {
 COPY --exclude=**/*_test.go --exclude=*.md src/ /e1/
 COPY --exclude=**/*.md src /e2/
 COPY --exclude=*.md top.* /e3/
+ADD --exclude=**/*_test.go --exclude=sub src /e4/
 ",
             ),
         ],
@@ -153,6 +154,8 @@ COPY --exclude=*.md top.* /e3/
     );
     // With a wildcard source, an excluded match is skipped, not an error.
     assert_eq!(under("e3/"), ["top.txt"]);
+    // ADD takes the same flag.
+    assert_eq!(under("e4/"), ["README.md", "a.go"]);
 }
 
 #[test]

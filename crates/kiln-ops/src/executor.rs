@@ -10,8 +10,8 @@
 //! | File          | each input's identity; for a context input, the content digest of exactly |
 //! |               | the files each COPY reads (`kiln-context`, stat-cached, never mtimes)     |
 //! | ADD <url>     | with `--checksum`: the checksum (a hit needs no download; the download is |
-//! |               | verified on a miss); without: sha256 of the downloaded bytes (downloaded  |
-//! |               | on every build, like BuildKit's re-check, never keyed by ETag or time)   |
+//! |               | verified on a miss); without: sha256 of the content, re-checked on every |
+//! |               | build (If-None-Match with the last ETag; a 304 reuses its digest)        |
 //! | ADD <git>     | the commit the ref resolves to now (`git ls-remote`, every build)         |
 //! | Merge         | nothing: it only stacks its inputs' layers, so it is never cached itself  |
 //!

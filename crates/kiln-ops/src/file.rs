@@ -12,6 +12,7 @@ use kiln_fs::SafeRoot;
 use kiln_graph::{CopyAction, FileAction, FileOp, Vertex, VertexId};
 use kiln_oci::Digest;
 use kiln_solver::JobCtx;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -46,12 +47,43 @@ impl Executor<'_> {
                     let value = match checksum {
                         // Keyed by what the Dockerfile promises: a hit needs no download.
                         Some(c) => remote::parse_checksum(url, c)?.to_string(),
+                        // Re-checked on every build: with the ETag of the last download
+                        // a 304 answer keys the step by the digest recorded with it.
                         None => {
-                            ctx.status(format!("downloading {url}"));
-                            let d = remote::download(url, self.opts.max_download_size)?;
-                            let digest = d.digest.to_string();
-                            fetched.downloads.insert(i, d);
-                            digest
+                            let store_root = self.store.root();
+                            let memo = remote::HttpMemo::load(store_root, url);
+                            ctx.status(format!("checking {url}"));
+                            let got = remote::fetch(
+                                url,
+                                self.opts.max_download_size,
+                                memo.as_ref().map(|m| m.etag.as_str()),
+                                &|| ctx.is_cancelled(),
+                            )?;
+                            match (got, memo) {
+                                (remote::Fetch::NotModified, Some(m)) => {
+                                    fetched.expected.insert(i, m.digest.clone());
+                                    m.digest.to_string()
+                                }
+                                (remote::Fetch::NotModified, None) => {
+                                    return Err(OpError::Internal(format!(
+                                        "ADD {url}: 304 without a conditional request"
+                                    )))
+                                }
+                                (remote::Fetch::Downloaded(d), _) => {
+                                    match &d.etag {
+                                        Some(etag) => remote::HttpMemo {
+                                            url: url.clone(),
+                                            etag: etag.clone(),
+                                            digest: d.digest.clone(),
+                                        }
+                                        .save(store_root),
+                                        None => remote::HttpMemo::forget(store_root, url),
+                                    }
+                                    let digest = d.digest.to_string();
+                                    fetched.downloads.insert(i, d);
+                                    digest
+                                }
+                            }
                         }
                     };
                     components.insert(format!("url {url}"), value);
@@ -321,10 +353,27 @@ impl Executor<'_> {
         for (i, action) in op.actions.iter().enumerate() {
             match action {
                 FileAction::AddUrl { url, checksum, .. } => {
-                    if !fetched.downloads.contains_key(&i) {
+                    if let Entry::Vacant(slot) = fetched.downloads.entry(i) {
                         ctx.status(format!("downloading {url}"));
-                        let d = remote::download(url, self.opts.max_download_size)?;
-                        fetched.downloads.insert(i, d);
+                        slot.insert(remote::download(url, self.opts.max_download_size, &|| {
+                            ctx.is_cancelled()
+                        })?);
+                    }
+                    // The step was keyed by the digest a 304 vouched for: the bytes
+                    // fetched now must be those, or the cache would hold a lie.
+                    if let (Some(want), Some(d)) =
+                        (fetched.expected.get(&i), fetched.downloads.get(&i))
+                    {
+                        if *want != d.digest {
+                            remote::HttpMemo::forget(self.store.root(), url);
+                            return Err(OpError::Remote {
+                                url: url.clone(),
+                                message: format!(
+                                    "the content changed during the build (its ETag named {want}, the download is {}); build again",
+                                    d.digest
+                                ),
+                            });
+                        }
                     }
                     if let (Some(want), Some(d)) = (checksum, fetched.downloads.get(&i)) {
                         let want = remote::parse_checksum(url, want)?;
@@ -459,6 +508,8 @@ impl Executor<'_> {
 #[derive(Default)]
 struct Fetched {
     downloads: HashMap<usize, remote::Download>,
+    /// Digests a 304 answer vouched for (the key holds them; a later download must match).
+    expected: HashMap<usize, Digest>,
     /// (ref as written, resolved commit)
     commits: HashMap<usize, (String, String)>,
     checkouts: HashMap<usize, remote::Checkout>,

@@ -31,6 +31,8 @@ pub(crate) struct Download {
     pub dir: tempfile::TempDir,
     pub name: String,
     pub digest: Digest,
+    /// The server's ETag for these bytes, if it sent one.
+    pub etag: Option<String>,
 }
 
 /// `--checksum=sha256:<hex>` of an `ADD <url>`.
@@ -89,25 +91,58 @@ fn percent_decode(s: &str) -> String {
 
 /// Downloads `url` into a fresh temp directory, hashing while streaming. More than
 /// `limit` bytes is an error naming the limit and its flag; nothing is kept.
-pub(crate) fn download(url: &str, limit: u64) -> Result<Download, OpError> {
+pub(crate) fn download(
+    url: &str,
+    limit: u64,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<Download, OpError> {
+    match fetch(url, limit, None, cancelled)? {
+        Fetch::Downloaded(d) => Ok(d),
+        Fetch::NotModified => Err(OpError::Remote {
+            url: url.to_owned(),
+            message: "server answered 304 Not Modified to an unconditional request".into(),
+        }),
+    }
+}
+
+/// What a (possibly conditional) GET gave.
+pub(crate) enum Fetch {
+    Downloaded(Download),
+    /// 304: the `If-None-Match` ETag still names the content.
+    NotModified,
+}
+
+/// GET `url`; with `if_none_match`, a 304 answer is [`Fetch::NotModified`].
+pub(crate) fn fetch(
+    url: &str,
+    limit: u64,
+    if_none_match: Option<&str>,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<Fetch, OpError> {
     let fail = |message: String| OpError::Remote {
         url: url.to_owned(),
         message,
     };
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_connect(Some(Duration::from_secs(30)))
-        // Between bytes, not overall: a large download on a slow link is legitimate.
-        .timeout_recv_body(Some(Duration::from_secs(120)))
         .timeout_recv_response(Some(Duration::from_secs(120)))
+        // No body timeout: ureq's is a total budget, and a large download on a slow link
+        // is legitimate; the size limit bounds what a server can send.
         .http_status_as_error(false)
         .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
         .build()
         .into();
-    let resp = agent
-        .get(url)
+    let mut req = agent.get(url);
+    if let Some(etag) = if_none_match {
+        req = req.header("If-None-Match", etag);
+    }
+    let resp = req
         .call()
         .map_err(|e| fail(format!("request failed: {e}")))?;
     let status = resp.status();
+    if status.as_u16() == 304 && if_none_match.is_some() {
+        return Ok(Fetch::NotModified);
+    }
     if !status.is_success() {
         return Err(fail(format!("server answered {status}")));
     }
@@ -117,6 +152,7 @@ pub(crate) fn download(url: &str, limit: u64) -> Result<Download, OpError> {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
+    let etag = header("etag");
     if let Some(len) = header("content-length").and_then(|v| v.trim().parse::<u64>().ok()) {
         if len > limit {
             return Err(too_large(url, limit));
@@ -142,6 +178,9 @@ pub(crate) fn download(url: &str, limit: u64) -> Result<Download, OpError> {
     let mut total: u64 = 0;
     let mut buf = vec![0u8; 256 * 1024];
     loop {
+        if cancelled() {
+            return Err(OpError::Cancelled);
+        }
         let n = body
             .read(&mut buf)
             .map_err(|e| fail(format!("reading the body: {e}")))?;
@@ -171,11 +210,53 @@ pub(crate) fn download(url: &str, limit: u64) -> Result<Download, OpError> {
     };
     rustix::fs::utimensat(rustix::fs::CWD, &path, &t, rustix::fs::AtFlags::empty())
         .map_err(|e| fail(format!("setting the mtime of {}: {e}", path.display())))?;
-    Ok(Download {
+    Ok(Fetch::Downloaded(Download {
         dir,
         name,
         digest: Digest::from_sha256(hasher.finalize().into()),
-    })
+        etag,
+    }))
+}
+
+/// What kiln remembers of a URL's last download: the server's ETag for that content and
+/// its digest, so the next build can ask `If-None-Match` instead of downloading again
+/// (BuildKit's re-check). Kept in `kiln/cache/http/<sha256 of the URL>.json`; losing it
+/// only costs a download.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct HttpMemo {
+    pub url: String,
+    pub etag: String,
+    pub digest: Digest,
+}
+
+fn memo_path(store_root: &Path, url: &str) -> PathBuf {
+    let key = Digest::of_bytes(url.as_bytes());
+    store_root
+        .join("kiln/cache/http")
+        .join(format!("{}.json", key.hex()))
+}
+
+impl HttpMemo {
+    pub fn load(store_root: &Path, url: &str) -> Option<HttpMemo> {
+        let bytes = std::fs::read(memo_path(store_root, url)).ok()?;
+        let m: HttpMemo = serde_json::from_slice(&bytes).ok()?;
+        (m.url == url).then_some(m)
+    }
+
+    /// Best effort: a memo that cannot be written only means a download next time.
+    pub fn save(&self, store_root: &Path) {
+        let path = memo_path(store_root, &self.url);
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        if let Ok(bytes) = serde_json::to_vec(self) {
+            let _ = kiln_fs::atomic::write_file(&path, &bytes);
+        }
+    }
+
+    pub fn forget(store_root: &Path, url: &str) {
+        let _ = std::fs::remove_file(memo_path(store_root, url));
+    }
 }
 
 fn too_large(url: &str, limit: u64) -> OpError {
