@@ -260,6 +260,14 @@ pub struct BuildArgs {
     /// Extra build context name=DIR, usable in FROM and COPY --from (repeatable)
     #[arg(long = "build-context", value_name = "NAME=DIR")]
     pub build_contexts: Vec<String>,
+    /// Export the build cache: type=local,dest=DIR[,mode=min|max][,mounts=true] or
+    /// type=registry,ref=REF[,…] (repeatable)
+    #[arg(long = "cache-to", value_name = "SPEC")]
+    pub cache_to: Vec<String>,
+    /// Import a build cache: type=local,src=DIR[,mounts=false] or type=registry,ref=REF
+    /// (repeatable; looked up in order after the local cache)
+    #[arg(long = "cache-from", value_name = "SPEC")]
+    pub cache_from: Vec<String>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

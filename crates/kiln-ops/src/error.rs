@@ -15,6 +15,10 @@ pub enum OpError {
     Fs(#[from] kiln_fs::Error),
     #[error(transparent)]
     Cache(#[from] crate::cache::CacheError),
+    /// An imported cache failed while a hit from it was being used (a corrupt or lying
+    /// blob, a transport error).
+    #[error("imported build cache: {0}")]
+    CacheImport(#[from] kiln_cache::Error),
     #[error("base image {reference} is not in the local store; add it with `kiln import ROOTFS.tar -t {reference}` or `kiln load -i ARCHIVE.tar`")]
     ImageNotFound { reference: String },
     #[error("image {reference}: {message}")]

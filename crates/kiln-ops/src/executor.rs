@@ -57,6 +57,8 @@ pub struct Executor<'g> {
     pub(crate) secrets: BTreeMap<String, SecretSource>,
     pub(crate) opts: ExecOptions,
     pub(crate) lease: Lease,
+    /// Imported caches and this build's records for export (see shared.rs).
+    pub(crate) shared: crate::shared::Shared,
 }
 
 impl<'g> Executor<'g> {
@@ -78,6 +80,7 @@ impl<'g> Executor<'g> {
             secrets,
             opts,
             lease: store.lease()?,
+            shared: Default::default(),
         })
     }
 
@@ -219,10 +222,20 @@ impl<'g> Executor<'g> {
         if !vertex.meta.ignore_cache {
             if let Some(record) = self.lookup(&key)? {
                 ctx.cached(None);
-                return Ok(Probe::Hit(Self::stacked(root, Self::layer_refs(&record)?)));
+                let own = Self::layer_refs(&record)?;
+                let out = Self::stacked(root, own.clone());
+                self.note_step(*ctx.payload(), &key, &own, &out, record.exec_seconds);
+                return Ok(Probe::Hit(out));
+            }
+            if let Some((out, own, secs)) = self.imported_hit(ctx, root, &key)? {
+                self.note_step(*ctx.payload(), &key, &own, &out, secs);
+                return Ok(Probe::Hit(out));
             }
         }
         ctx.status(reason);
+        // The step will read its inputs' files: lazy hits among them become real now.
+        self.prepare_miss(ctx, vertex)?;
+        self.note_pending(&key, *ctx.payload());
         Ok(Probe::Miss(key))
     }
 
@@ -234,13 +247,15 @@ impl<'g> Executor<'g> {
         committed: &Committed,
         exec_seconds: f64,
     ) -> Result<Output, OpError> {
-        Ok(Self::stacked(
-            root,
-            self.record(key, committed, exec_seconds)?,
-        ))
+        let own = self.record(key, committed, exec_seconds)?;
+        let out = Self::stacked(root, own.clone());
+        if let Some(vertex) = self.take_pending(key) {
+            self.note_step(vertex, key, &own, &out, exec_seconds);
+        }
+        Ok(out)
     }
 
-    fn stacked(root: &FsState, new_layers: Vec<LayerRef>) -> Output {
+    pub(crate) fn stacked(root: &FsState, new_layers: Vec<LayerRef>) -> Output {
         let mut layers = root.layers.clone();
         layers.extend(new_layers);
         Output::Fs(FsState {
@@ -416,6 +431,22 @@ impl Worker<Digest, VertexId> for Executor<'_> {
         inputs: &[Arc<Output>],
     ) -> Result<Output, OpError> {
         let vertex = self.vertex(*ctx.payload())?;
+        // A miss materialises its inputs (shared.rs); file.rs and exec.rs only see them
+        // through probe, so they are kept here for the step's duration.
+        self.stash_inputs(*ctx.payload(), inputs);
+        let result = self.dispatch(ctx, vertex, inputs);
+        self.unstash_inputs(*ctx.payload());
+        result
+    }
+}
+
+impl Executor<'_> {
+    fn dispatch(
+        &self,
+        ctx: &JobCtx<'_, Digest, VertexId>,
+        vertex: &Vertex,
+        inputs: &[Arc<Output>],
+    ) -> Result<Output, OpError> {
         match &vertex.op {
             Op::Source(src) => self.source(ctx, src),
             Op::Exec(exec) => self.exec(ctx, vertex, exec, inputs),

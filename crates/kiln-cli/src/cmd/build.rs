@@ -48,6 +48,7 @@ pub fn build(store: &Store, a: &BuildArgs) -> Result<ExitCode> {
     let build_args = parse_build_args(&a.build_args);
     let named = parse_build_contexts(&a.build_contexts)?;
     let secrets = parse_secrets(&a.secrets)?;
+    let cache_args = super::build_cache::parse(&a.cache_from, &a.cache_to)?;
 
     let resolver = |r: &Reference| -> Result<ImageConfig, String> { base_config(store, r) };
     let mut fopts = FrontendOptions::new(&src, &resolver);
@@ -131,7 +132,10 @@ pub fn build(store: &Store, a: &BuildArgs) -> Result<ExitCode> {
         host_ca_bundle: None,
     };
     let exe = std::env::current_exe().context("locate the kiln binary for the sandbox helper")?;
-    let executor = Executor::new(store, &plan.graph, exe, contexts, secrets, opts)?;
+    let executor =
+        Executor::new(store, &plan.graph, exe, contexts, secrets, opts)?.with_cache_imports(
+            super::build_cache::load_imports(&cache_args.imports, a.quiet)?,
+        );
 
     let root_vertex = plan
         .graph
@@ -247,6 +251,9 @@ pub fn build(store: &Store, a: &BuildArgs) -> Result<ExitCode> {
         ConfigChange::Label(labels).apply(&mut config);
     }
     config.rootfs.diff_ids = state.layers.iter().map(|l| l.diff_id.clone()).collect();
+    // Layers that came from an imported cache as lazy hits are fetched (verified) now.
+    executor.ensure_blobs(&state)?;
+    super::build_cache::report_fetches(&executor, mode, a.quiet);
     let layers: Vec<Layer> = state
         .layers
         .iter()
@@ -265,6 +272,13 @@ pub fn build(store: &Store, a: &BuildArgs) -> Result<ExitCode> {
         }
         None => kiln_export::write_image(store, executor.lease(), &config, &layers, &tags)?,
     };
+    super::build_cache::export(
+        &executor,
+        plan.target.root,
+        &cache_args.exports,
+        mode,
+        a.quiet,
+    )?;
     if tags.is_empty() {
         // Like docker's dangling images: listed as <none>, usable by id, kept by prune.
         store.keep_untagged(&written.manifest)?;
