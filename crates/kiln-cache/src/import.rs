@@ -370,11 +370,11 @@ impl ImportedCache {
         let tmp = parent.join(kiln_fs::atomic::unique_name(".restore"));
         std::fs::create_dir(&tmp).map_err(Error::io(name, "create directory", &tmp))?;
         let res = self.unpack_mount(mount, &tmp, id_map);
-        let res = res.and_then(|()| {
+        let res = res.map(|()| {
             // An empty directory left by an earlier build that never wrote to it is
             // replaced; a non-empty one is kept (rename fails on it).
             let _ = std::fs::remove_dir(dest);
-            Ok(std::fs::rename(&tmp, dest).is_ok())
+            std::fs::rename(&tmp, dest).is_ok()
         });
         if !matches!(res, Ok(true)) {
             let _ = std::fs::remove_dir_all(&tmp);

@@ -29,6 +29,9 @@ pub mod local;
 pub mod spec;
 pub mod transport;
 
+#[cfg(test)]
+mod tests;
+
 pub use error::Error;
 pub use export::{export, ExportLayer, ExportMount, ExportRecord, ExportReport};
 pub use import::{Fetched, ImportLimits, ImportedCache, ImportedLayer, ImportedRecord};

@@ -490,6 +490,60 @@ fn prune_after_import_keeps_store_consistent() {
     b.assert_store_clean();
 }
 
+/// On B a new last step misses: the lazy hits below it become files (fetched, verified,
+/// unpacked) — including a `COPY --link` layer, which a merge moved onto another stack —
+/// while the builder stage's layers still are not fetched.
+#[test]
+fn a_miss_after_lazy_hits_materialises_only_its_inputs() {
+    let dockerfile = "FROM busybox AS build
+COPY a.txt /a.txt
+RUN cat /a.txt > /built
+FROM busybox
+COPY --link --from=build /built /built
+RUN cat /built > /final
+";
+    let Some((a, _)) = machine() else { return };
+    let ctx_a = context(
+        &a,
+        "ctx2",
+        &[("Dockerfile", dockerfile), ("a.txt", "from a\n")],
+    );
+    let cache = a.path("cache");
+    build(
+        &a,
+        &ctx_a,
+        &["--cache-to", &spec("dest", &cache, ",mode=max")],
+    );
+
+    let Some((b, _)) = machine() else { return };
+    let more = format!("{dockerfile}RUN cat /final /built > /check\n");
+    let ctx_b = context(&b, "ctx2", &[("Dockerfile", &more), ("a.txt", "from a\n")]);
+    let out = b.path("out");
+    let ev = build(
+        &b,
+        &ctx_b,
+        &[
+            "--cache-from",
+            &spec("src", &cache, ""),
+            "-o",
+            &format!("type=local,dest={}", out.display()),
+        ],
+    );
+    let hits = cached_from(&ev, &format!("from cache {}", cache.display()));
+    assert_eq!(hits.len(), 4, "{hits:?}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("check")).unwrap(),
+        "from a\nfrom a\n"
+    );
+    let fetch = cache_events(&ev, "cache_import");
+    assert_eq!(
+        fetch[0]["blobs_fetched"], 2,
+        "the COPY --link and RUN layers, not the builder's: {:#}",
+        fetch[0]
+    );
+    b.assert_store_clean();
+}
+
 /// Spec errors and the registry transport that is not wired yet fail before building.
 #[test]
 fn bad_specs_fail_early() {

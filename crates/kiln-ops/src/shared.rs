@@ -64,6 +64,10 @@ pub(crate) struct Shared {
     inputs: Mutex<HashMap<VertexId, Vec<Arc<Output>>>>,
     /// (blob, diff id) → the import that has it, for layers of imported hits.
     remote: Mutex<HashMap<(Digest, Digest), usize>>,
+    /// Snapshot id → the diff ids of the stack it tops, for layers of imported hits: a
+    /// merge (`COPY --link`) moves a layer onto another stack, and only its own chain
+    /// names its snapshot.
+    chains: Mutex<HashMap<SnapshotId, Vec<Digest>>>,
     /// (blob, diff id) pairs whose content this build has verified.
     verified: Mutex<HashSet<(Digest, Digest)>>,
     steps: Mutex<HashMap<VertexId, StepResult>>,
@@ -145,9 +149,13 @@ impl Executor<'_> {
             };
             let diff_ids: Vec<Digest> = root.layers.iter().map(|l| l.diff_id.clone()).collect();
             let mut parent = kiln_snapshot::chain_id(&diff_ids);
+            let mut stack = diff_ids;
             let mut own = Vec::new();
+            let mut chains = Vec::new();
             for l in &record.layers {
                 let chain = kiln_snapshot::next_chain_id(parent.as_ref(), &l.diff_id);
+                stack.push(l.diff_id.clone());
+                chains.push((SnapshotId::from_chain_id(chain.clone()), stack.clone()));
                 own.push(LayerRef {
                     snapshot: SnapshotId::from_chain_id(chain.clone()),
                     descriptor: l.descriptor.clone(),
@@ -171,6 +179,7 @@ impl Executor<'_> {
                     .or_insert(i);
             }
             drop(remote);
+            lock(&self.shared.chains).extend(chains);
             ctx.cached(Some(&format!("from {}", import.cache.name())));
             return Ok(Some((
                 Self::stacked(root, own.clone()),
@@ -223,8 +232,12 @@ impl Executor<'_> {
             if let Some(ctx) = ctx {
                 ctx.status(format!("unpacking layer {}", short(&blob_digest(l)?)));
             }
+            let chain = lock(&self.shared.chains)
+                .get(&l.snapshot)
+                .cloned()
+                .unwrap_or_else(|| diff_ids[..=i].to_vec());
             let id = self.snapshots.ensure_layer_snapshot(
-                &diff_ids[..=i],
+                &chain,
                 &l.descriptor,
                 &kiln_archive::DecodeLimits::default(),
             )?;
