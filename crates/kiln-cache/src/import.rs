@@ -397,6 +397,9 @@ impl ImportedCache {
         let opts = kiln_archive::ApplyOptions {
             limits: self.limits.decode.clone(),
             id_map,
+            // The directory is bind-mounted into RUN steps: a device node from someone
+            // else's cache would be a door to the host's devices. Package caches hold none.
+            devices: kiln_archive::DevicePolicy::Skip,
             ..kiln_archive::ApplyOptions::default()
         };
         let applied = kiln_archive::apply_layer(&root, &mut verified, &opts);

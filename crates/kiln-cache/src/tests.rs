@@ -219,6 +219,10 @@ fn a_record_lying_about_the_diff_id_is_refused_even_for_a_present_blob() {
 
 /// Rewrites the config blob and the manifest (as a forger would) with `edit`.
 fn forge(dir: &Path, edit: impl FnOnce(&mut CacheConfig)) {
+    forge_with(dir, |c, _| edit(c))
+}
+
+fn forge_with(dir: &Path, edit: impl FnOnce(&mut CacheConfig, &mut serde_json::Value)) {
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
     let blob = |d: &str| {
@@ -234,7 +238,7 @@ fn forge(dir: &Path, edit: impl FnOnce(&mut CacheConfig)) {
     let cdig = manifest["config"]["digest"].as_str().unwrap().to_string();
     let mut config: CacheConfig =
         serde_json::from_slice(&std::fs::read(blob(&cdig)).unwrap()).unwrap();
-    edit(&mut config);
+    edit(&mut config, &mut manifest);
     let bytes = serde_json::to_vec(&config).unwrap();
     let d = Digest::of_bytes(&bytes);
     std::fs::write(blob(&d.to_string()), &bytes).unwrap();
@@ -391,4 +395,51 @@ fn cache_mounts_round_trip() {
         .filter(|e| e.as_ref().unwrap().file_name() != "dir")
         .count();
     assert_eq!(stray, 0, "no temp dir left");
+}
+
+/// A cache mount tar carrying a block device node: restored without it (the directory is
+/// bind-mounted into RUN steps).
+#[test]
+fn restored_cache_mounts_never_get_device_nodes() {
+    use kiln_archive::{EntryHeader, EntryKind, TarBuilder};
+    use std::io::Write;
+    let w = world();
+    export_two(&w);
+    let mut tar = TarBuilder::new(Vec::new());
+    let mut f = EntryHeader::new("pkg", EntryKind::Regular);
+    f.size = 2;
+    tar.append(&f, &mut &b"ok"[..]).unwrap();
+    let mut dev = EntryHeader::new("disk", EntryKind::BlockDevice);
+    (dev.dev_major, dev.dev_minor, dev.mode) = (8, 0, 0o666);
+    tar.append(&dev, &mut std::io::empty()).unwrap();
+    let mut gz = kiln_archive::compress(Vec::new(), kiln_archive::Compression::Gzip, None).unwrap();
+    gz.write_all(&tar.finish().unwrap()).unwrap();
+    let blob = gz.finish().unwrap();
+    let digest = Digest::of_bytes(&blob);
+    std::fs::write(w.cache_dir.join("blobs/sha256").join(digest.hex()), &blob).unwrap();
+    let hash = Digest::of_bytes(b"apt");
+    forge_with(&w.cache_dir, |c, m| {
+        c.mounts = vec![crate::format::MountEntry {
+            id_hash: hash.clone(),
+            digest: digest.clone(),
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+        }];
+        m["layers"].as_array_mut().unwrap().push(serde_json::json!({
+            "mediaType": kiln_oci::media::OCI_LAYER_GZIP,
+            "digest": digest.to_string(),
+            "size": blob.len(),
+        }));
+    });
+    let c = load(&w.cache_dir);
+    let dest = w.base.join("apt");
+    assert!(c
+        .restore_mount(c.mount(&hash).unwrap(), &dest, None)
+        .unwrap());
+    assert_eq!(std::fs::read(dest.join("pkg")).unwrap(), b"ok");
+    assert!(
+        std::fs::symlink_metadata(dest.join("disk")).is_err(),
+        "device node restored"
+    );
 }

@@ -231,6 +231,23 @@ fn machine_b_hits_every_step_and_fetches_only_final_layers() {
         "nothing but the base image was unpacked on B"
     );
     b.assert_store_clean();
+
+    // Exporting back to the cache it came from (the usual CI pattern) copies nothing.
+    let Some((c, ctx_c)) = machine() else { return };
+    let ev = build(
+        &c,
+        &ctx_c,
+        &[
+            "--cache-from",
+            &spec("src", &cache, ""),
+            "--cache-to",
+            &spec("dest", &cache, ",mode=max"),
+        ],
+    );
+    let export = cache_events(&ev, "cache_export");
+    assert_eq!(export[0]["records"], 5, "{:#}", export[0]);
+    assert_eq!(export[0]["blobs_sent"], 0, "{:#}", export[0]);
+    assert_eq!(cache_events(&ev, "cache_import")[0]["blobs_fetched"], 2);
 }
 
 /// Whether snapshot `hex` belongs to the busybox base image (its only layer).

@@ -355,11 +355,14 @@ impl Executor<'_> {
 
     /// The records of this build for `--cache-to`: with [`CacheMode::Min`] the steps of
     /// `target`'s stage chain, with [`CacheMode::Max`] every step that has a key. Blobs
-    /// that only an imported cache had are fetched (verified) so they can be exported.
+    /// that only an imported cache had are fetched (verified) so they can be exported,
+    /// unless `dest_has` says the destination holds them already (exporting back to the
+    /// cache that was imported moves nothing it has).
     pub fn cache_records(
         &self,
         target: VertexId,
         mode: CacheMode,
+        dest_has: &dyn Fn(&kiln_oci::spec::Descriptor) -> bool,
     ) -> Result<Vec<ExportRecord>, OpError> {
         let steps = lock(&self.shared.steps).clone();
         let mut selected: Vec<VertexId> = match mode {
@@ -374,7 +377,9 @@ impl Executor<'_> {
                 continue;
             };
             for l in &step.own {
-                self.ensure_blob(None, l)?;
+                if !dest_has(&l.descriptor) {
+                    self.ensure_blob(None, l)?;
+                }
             }
             out.push(ExportRecord {
                 key: step.key.clone(),

@@ -133,13 +133,18 @@ pub fn export(
     quiet: bool,
 ) -> Result<()> {
     for spec in specs {
-        let records = executor.cache_records(target, spec.mode)?;
+        let sink = sink(&spec.transport)?;
+        let dest_has = |d: &kiln_oci::spec::Descriptor| {
+            kiln_oci::Digest::try_from(d.digest())
+                .ok()
+                .is_some_and(|dg| sink.has_blob(&dg, d.size()).unwrap_or(false))
+        };
+        let records = executor.cache_records(target, spec.mode, &dest_has)?;
         let mounts = if spec.mounts {
             executor.cache_mounts()
         } else {
             Vec::new()
         };
-        let sink = sink(&spec.transport)?;
         let r = kiln_cache::export(
             executor.store(),
             executor.lease(),
