@@ -37,7 +37,7 @@ pub enum Error {
         expected: Digest,
         actual: Digest,
     },
-    #[error("{cache}: layer {blob} cannot be decompressed: {message}")]
+    #[error("{cache}: layer {blob} is corrupt or over a limit: cannot be decompressed: {message} (nothing was committed)")]
     Decode {
         cache: String,
         blob: Digest,

@@ -305,9 +305,12 @@ impl ImportedCache {
             count: &mut count,
         };
         // One pass: the bytes go to the store's temp file and through the decompressor.
-        let decoded = diff_id(&mut tee, &self.limits.decode);
-        // Whatever the decoder left unread (trailing bytes, or all of it after a decode
-        // error) still counts for size and digest.
+        // A stream that does not decode stops here: reading on to check the digest would
+        // let a lying size make kiln write without bound (the decode budgets, named by
+        // their flags, are what bounds a fetch).
+        let decoded =
+            diff_id(&mut tee, &self.limits.decode).map_err(|e| decode_err(name, &digest, e))?;
+        // Whatever the decoder left unread (trailing bytes) still counts for the digest.
         io::copy(&mut tee, &mut io::sink()).map_err(|e| Error::Io {
             cache: name.to_string(),
             what: "read blob",
@@ -341,7 +344,7 @@ impl ImportedCache {
                 source,
             });
         }
-        let got = decoded.map_err(|e| decode_err(name, &digest, e))?;
+        let got = decoded;
         if got != layer.diff_id {
             return Err(Error::DiffIdMismatch {
                 cache: name.to_string(),
