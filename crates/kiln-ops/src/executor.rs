@@ -207,8 +207,10 @@ impl<'g> Executor<'g> {
         Self::layer_refs(&record)
     }
 
-    /// Looks the step up in the cache. A hit returns the root's layers plus the recorded
-    /// ones; a miss reports why on the progress stream and returns the key to record under.
+    /// Looks the step up in the cache: the local records, then the imported caches
+    /// (`--cache-from`, in order; their layers stay lazy, see shared.rs). A hit returns
+    /// the root's layers plus the recorded ones; a miss reports why on the progress
+    /// stream, makes the step's inputs real files, and returns the key to record under.
     pub(crate) fn probe(
         &self,
         ctx: &JobCtx<'_, Digest, VertexId>,
