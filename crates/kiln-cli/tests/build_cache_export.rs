@@ -320,6 +320,32 @@ fn mode_min_exports_the_final_chain_and_max_everything() {
     );
     assert!(hits.iter().all(|d| d.contains("stage-1")), "{hits:?}");
     assert_eq!(b.inspect("app")["Id"], id_a);
+
+    // Several --cache-from, looked up in order: a missing one is a warning, min answers
+    // for the final stage, max for the builder.
+    let Some((c, ctx_c)) = machine() else { return };
+    let nowhere = c.path("nowhere");
+    let ev = build(
+        &c,
+        &ctx_c,
+        &[
+            "--cache-from",
+            &spec("src", &nowhere, ""),
+            "--cache-from",
+            &spec("src", &min, ""),
+            "--cache-from",
+            &spec("src", &max, ""),
+        ],
+    );
+    let from_min = cached_from(&ev, &format!("from cache {}", min.display()));
+    let from_max = cached_from(&ev, &format!("from cache {}", max.display()));
+    assert_eq!(from_min, hits, "{from_min:?}");
+    assert_eq!(from_max.len(), 3, "{from_max:?}");
+    assert!(
+        from_max.iter().all(|d| d.contains("[build")),
+        "{from_max:?}"
+    );
+    assert_eq!(c.inspect("app")["Id"], id_a);
 }
 
 /// mounts=true carries a RUN cache mount to B, where a step that misses finds it; without
