@@ -244,6 +244,11 @@ impl ImportedCache {
         self.source.name()
     }
 
+    /// The budgets this cache was loaded with (unpacking its layers uses them too).
+    pub fn limits(&self) -> &ImportLimits {
+        &self.limits
+    }
+
     pub fn get(&self, key: &Digest) -> Option<&ImportedRecord> {
         self.records.get(key)
     }

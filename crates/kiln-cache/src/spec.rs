@@ -153,7 +153,7 @@ pub fn parse_export(spec: &str) -> Result<ExportSpec, SpecError> {
 }
 
 /// Parses `--cache-from type=local,src=DIR[,mounts=false][,max-manifest-size=BYTES]
-/// [,max-config-size=BYTES]` or `type=registry,ref=REF[,…]`.
+/// [,max-config-size=BYTES][,max-layer-size=BYTES]` or `type=registry,ref=REF[,…]`.
 pub fn parse_import(spec: &str) -> Result<ImportSpec, SpecError> {
     const FLAG: &str = "--cache-from";
     let (mut kind, mut src, mut reference) = (None, None, None);
@@ -174,12 +174,15 @@ pub fn parse_import(spec: &str) -> Result<ImportSpec, SpecError> {
             "mounts" => mounts = boolean(FLAG, spec, k, v)?,
             "max-manifest-size" => limits.max_manifest_bytes = bytes(k, v)?,
             "max-config-size" => limits.max_config_bytes = bytes(k, v)?,
+            // `kiln build` has no --max-layer-size flag; the decode budget of fetched
+            // layers is raised here (the error names the limit max-layer-size).
+            "max-layer-size" => limits.decode.max_total_bytes = bytes(k, v)?,
             _ => {
                 return Err(SpecError {
                     flag: FLAG,
                     spec: spec.to_string(),
                     message: format!(
-                        "unknown field {k:?} (expected type, src, ref, mounts, max-manifest-size, max-config-size)"
+                        "unknown field {k:?} (expected type, src, ref, mounts, max-manifest-size, max-config-size, max-layer-size)"
                     ),
                 })
             }
@@ -227,9 +230,11 @@ mod tests {
         let s = parse_import("type=local,src=/c").unwrap();
         assert_eq!(s.transport, Transport::Local("/c".into()));
         assert!(s.mounts);
-        let s = parse_import("type=local,src=/c,mounts=false,max-config-size=10").unwrap();
+        let s = parse_import("type=local,src=/c,mounts=false,max-config-size=10,max-layer-size=99")
+            .unwrap();
         assert!(!s.mounts);
         assert_eq!(s.limits.max_config_bytes, 10);
+        assert_eq!(s.limits.decode.max_total_bytes, 99);
         assert!(parse_import("type=local,dest=/c").is_err(), "src, not dest");
         assert!(parse_import("type=local,src=/c,max-config-size=lots").is_err());
     }

@@ -236,11 +236,16 @@ impl Executor<'_> {
                 .get(&l.snapshot)
                 .cloned()
                 .unwrap_or_else(|| diff_ids[..=i].to_vec());
-            let id = self.snapshots.ensure_layer_snapshot(
-                &chain,
-                &l.descriptor,
-                &kiln_archive::DecodeLimits::default(),
-            )?;
+            let from = lock(&self.shared.remote)
+                .get(&(blob_digest(l)?, l.diff_id.clone()))
+                .copied();
+            let limits = match from {
+                Some(i) => self.shared.imports[i].cache.limits().decode.clone(),
+                None => kiln_archive::DecodeLimits::default(),
+            };
+            let id = self
+                .snapshots
+                .ensure_layer_snapshot(&chain, &l.descriptor, &limits)?;
             if id != l.snapshot {
                 return Err(OpError::Internal(format!(
                     "layer {} unpacked as snapshot {id}, expected {}",
