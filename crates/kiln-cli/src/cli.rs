@@ -273,6 +273,14 @@ pub struct BuildArgs {
     /// Largest download of one ADD <url> or git checkout, in bytes (default 4 GiB)
     #[arg(long, value_name = "BYTES")]
     pub max_download_size: Option<u64>,
+    /// Export the build cache: type=local,dest=DIR[,mode=min|max][,mounts=true] or
+    /// type=registry,ref=REF[,…] (repeatable)
+    #[arg(long = "cache-to", value_name = "SPEC")]
+    pub cache_to: Vec<String>,
+    /// Import a build cache: type=local,src=DIR[,mounts=false] or type=registry,ref=REF
+    /// (repeatable; looked up in order after the local cache)
+    #[arg(long = "cache-from", value_name = "SPEC")]
+    pub cache_from: Vec<String>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -15,6 +15,11 @@ pub enum OpError {
     Fs(#[from] kiln_fs::Error),
     #[error(transparent)]
     Cache(#[from] crate::cache::CacheError),
+    /// An imported cache failed while a hit from it was being used (a corrupt or lying
+    /// blob, a transport error).
+    /// Boxed: it is much larger than the other variants and rare.
+    #[error("imported build cache: {0}")]
+    CacheImport(Box<kiln_cache::Error>),
     #[error("base image {reference} is not in the local store; add it with `kiln import ROOTFS.tar -t {reference}` or `kiln load -i ARCHIVE.tar`")]
     ImageNotFound { reference: String },
     #[error("image {reference}: {message}")]
@@ -73,6 +78,12 @@ pub enum OpError {
     Cancelled,
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<kiln_cache::Error> for OpError {
+    fn from(e: kiln_cache::Error) -> Self {
+        OpError::CacheImport(Box::new(e))
+    }
 }
 
 impl OpError {

@@ -70,6 +70,8 @@ pub struct Executor<'g> {
     /// Keep the first failed RUN for inspection (`--on-error shell`).
     pub(crate) keep_failed: bool,
     pub(crate) failed: std::sync::Mutex<Option<crate::exec::FailedStep>>,
+    /// Imported caches and this build's records for export (see shared.rs).
+    pub(crate) shared: crate::shared::Shared,
 }
 
 impl<'g> Executor<'g> {
@@ -94,6 +96,7 @@ impl<'g> Executor<'g> {
             ssh: BTreeMap::new(),
             keep_failed: false,
             failed: std::sync::Mutex::new(None),
+            shared: Default::default(),
         })
     }
 
@@ -238,8 +241,10 @@ impl<'g> Executor<'g> {
         Self::layer_refs(&record)
     }
 
-    /// Looks the step up in the cache. A hit returns the root's layers plus the recorded
-    /// ones; a miss reports why on the progress stream and returns the key to record under.
+    /// Looks the step up in the cache: the local records, then the imported caches
+    /// (`--cache-from`, in order; their layers stay lazy, see shared.rs). A hit returns
+    /// the root's layers plus the recorded ones; a miss reports why on the progress
+    /// stream, makes the step's inputs real files, and returns the key to record under.
     pub(crate) fn probe(
         &self,
         ctx: &JobCtx<'_, Digest, VertexId>,
@@ -253,10 +258,20 @@ impl<'g> Executor<'g> {
         if !vertex.meta.ignore_cache {
             if let Some(record) = self.lookup(&key)? {
                 ctx.cached(None);
-                return Ok(Probe::Hit(Self::stacked(root, Self::layer_refs(&record)?)));
+                let own = Self::layer_refs(&record)?;
+                let out = Self::stacked(root, own.clone());
+                self.note_step(*ctx.payload(), &key, &own, &out, record.exec_seconds);
+                return Ok(Probe::Hit(out));
+            }
+            if let Some((out, own, secs)) = self.imported_hit(ctx, root, &key)? {
+                self.note_step(*ctx.payload(), &key, &own, &out, secs);
+                return Ok(Probe::Hit(out));
             }
         }
         ctx.status(reason);
+        // The step will read its inputs' files: lazy hits among them become real now.
+        self.prepare_miss(ctx, vertex)?;
+        self.note_pending(&key, *ctx.payload());
         Ok(Probe::Miss(key))
     }
 
@@ -268,13 +283,15 @@ impl<'g> Executor<'g> {
         committed: &Committed,
         exec_seconds: f64,
     ) -> Result<Output, OpError> {
-        Ok(Self::stacked(
-            root,
-            self.record(key, committed, exec_seconds)?,
-        ))
+        let own = self.record(key, committed, exec_seconds)?;
+        let out = Self::stacked(root, own.clone());
+        if let Some(vertex) = self.take_pending(key) {
+            self.note_step(vertex, key, &own, &out, exec_seconds);
+        }
+        Ok(out)
     }
 
-    fn stacked(root: &FsState, new_layers: Vec<LayerRef>) -> Output {
+    pub(crate) fn stacked(root: &FsState, new_layers: Vec<LayerRef>) -> Output {
         let mut layers = root.layers.clone();
         layers.extend(new_layers);
         Output::Fs(FsState {
@@ -450,6 +467,22 @@ impl Worker<Digest, VertexId> for Executor<'_> {
         inputs: &[Arc<Output>],
     ) -> Result<Output, OpError> {
         let vertex = self.vertex(*ctx.payload())?;
+        // A miss materialises its inputs (shared.rs); file.rs and exec.rs only see them
+        // through probe, so they are kept here for the step's duration.
+        self.stash_inputs(*ctx.payload(), inputs);
+        let result = self.dispatch(ctx, vertex, inputs);
+        self.unstash_inputs(*ctx.payload());
+        result
+    }
+}
+
+impl Executor<'_> {
+    fn dispatch(
+        &self,
+        ctx: &JobCtx<'_, Digest, VertexId>,
+        vertex: &Vertex,
+        inputs: &[Arc<Output>],
+    ) -> Result<Output, OpError> {
         match &vertex.op {
             Op::Source(src) => self.source(ctx, src),
             Op::Exec(exec) => self.exec(ctx, vertex, exec, inputs),

@@ -49,6 +49,7 @@ pub fn build(store: &Store, a: &BuildArgs) -> Result<ExitCode> {
     let named = parse_build_contexts(store, &a.build_contexts)?;
     let secrets = parse_secrets(&a.secrets)?;
     let ssh = parse_ssh(&a.ssh)?;
+    let cache_args = super::build_cache::parse(&a.cache_from, &a.cache_to)?;
 
     let resolver = |r: &Reference| -> Result<ImageConfig, String> { base_config(store, r) };
     let mut fopts = FrontendOptions::new(&src, &resolver);
@@ -137,7 +138,11 @@ pub fn build(store: &Store, a: &BuildArgs) -> Result<ExitCode> {
     let exe = std::env::current_exe().context("locate the kiln binary for the sandbox helper")?;
     let executor = Executor::new(store, &plan.graph, exe, contexts, secrets, opts)?
         .with_ssh(ssh)
-        .keep_failed_step(a.on_error == OnError::Shell);
+        .keep_failed_step(a.on_error == OnError::Shell)
+        .with_cache_imports(super::build_cache::load_imports(
+            &cache_args.imports,
+            a.quiet,
+        )?);
 
     let root_vertex = plan
         .graph
@@ -256,6 +261,9 @@ pub fn build(store: &Store, a: &BuildArgs) -> Result<ExitCode> {
         ConfigChange::Label(labels).apply(&mut config);
     }
     config.rootfs.diff_ids = state.layers.iter().map(|l| l.diff_id.clone()).collect();
+    // Layers that came from an imported cache as lazy hits are fetched (verified) now.
+    executor.ensure_blobs(&state)?;
+    super::build_cache::report_fetches(&executor, mode, a.quiet);
     let layers: Vec<Layer> = state
         .layers
         .iter()
@@ -274,6 +282,13 @@ pub fn build(store: &Store, a: &BuildArgs) -> Result<ExitCode> {
         }
         None => kiln_export::write_image(store, executor.lease(), &config, &layers, &tags)?,
     };
+    super::build_cache::export(
+        &executor,
+        plan.target.root,
+        &cache_args.exports,
+        mode,
+        a.quiet,
+    )?;
     if tags.is_empty() {
         // Like docker's dangling images: listed as <none>, usable by id, kept by prune.
         store.keep_untagged(&written.manifest)?;

@@ -69,9 +69,11 @@ fn mkdir_paths(wd: &str) -> Vec<String> {
     }
     out.push(join_workdir("/", wd));
     let mut seen = Vec::new();
-    out.retain(|p| p != "/" && !seen.contains(p) && {
-        seen.push(p.clone());
-        true
+    out.retain(|p| {
+        p != "/" && !seen.contains(p) && {
+            seen.push(p.clone());
+            true
+        }
     });
     out
 }
