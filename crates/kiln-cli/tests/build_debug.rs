@@ -62,6 +62,59 @@ RUN --mount=type=cache,id=dbg,target=/cache \
 }
 
 #[test]
+fn on_error_shell_on_a_terminal_is_interactive() {
+    let env = Env::new();
+    if busybox_image(&env).is_none() || !need("script") {
+        return;
+    }
+    let ctx = context(
+        &env,
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN echo t > /tty-marker && false\n",
+        )],
+    );
+    // `script` gives kiln a pseudo-terminal as stdin: the shell is interactive (it does
+    // job control, which once left pid 1 waiting forever for it).
+    let cmd = format!(
+        "{KILN} build --progress plain --on-error shell {}",
+        ctx.display()
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("KILN_ROOT", &env.root)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"echo IN-TTY-$((40+2)) $(cat /tty-marker)\nexit\n")
+        .unwrap();
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let o = match rx.recv_timeout(std::time::Duration::from_secs(90)) {
+        Ok(o) => o.unwrap(),
+        Err(_) => {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status();
+            panic!("kiln did not return after the shell exited");
+        }
+    };
+    drop(stdin);
+    let text = format!("{}{}", out_str(&o), err_str(&o));
+    assert!(text.contains("opening /bin/sh"), "{text}");
+    assert!(text.contains("IN-TTY-42 t"), "{text}");
+    assert!(text.contains("shell exited with code 0"), "{text}");
+}
+
+#[test]
 fn on_error_shell_is_in_build_help() {
     let env = Env::new();
     let help = env.ok(&["build", "--help"]);

@@ -665,3 +665,48 @@ fn ssh_rsa_key_file_and_missing_required_ssh_are_clear_errors() {
     assert!(err.contains("--ssh git="), "{err}");
     assert!(err.contains("Dockerfile:2"), "names the line: {err}");
 }
+
+#[test]
+fn bind_mount_of_the_context_hides_dockerignored_files() {
+    let env = Env::new();
+    if busybox_image(&env).is_none() {
+        return;
+    }
+    let ctx = context(
+        &env,
+        "ctx",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox
+RUN --mount=type=bind,target=/ctx ls -A /ctx | tr '\\n' ' ' > /listing
+RUN --mount=type=bind,source=sub,target=/sub ls -A /sub | tr '\\n' ' ' > /sub-listing
+RUN --mount=type=bind,source=sub/kept,target=/kept cat /kept > /kept-file
+RUN --mount=type=bind,target=/ctx,rw touch /ctx/new && rm /ctx/app.txt
+",
+            ),
+            (".dockerignore", ".env\nsub/hidden\n"),
+            (".env", "API_KEY=do-not-ship\n"),
+            ("app.txt", "app\n"),
+            ("sub/hidden", "h\n"),
+            ("sub/kept", "k\n"),
+        ],
+    );
+    let fs = build_rootfs_tar(&env, &ctx, "out.tar", &[]);
+    assert_eq!(
+        entry_data(&fs, "listing"),
+        ".dockerignore Dockerfile app.txt sub "
+    );
+    assert_eq!(entry_data(&fs, "sub-listing"), "kept ");
+    assert_eq!(entry_data(&fs, "kept-file"), "k\n");
+    assert!(ctx.join("app.txt").exists() && !ctx.join("new").exists());
+    // Naming an ignored file is an error, as in BuildKit (it is not in the context).
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN --mount=type=bind,source=.env,target=/e cat /e\n",
+    )
+    .unwrap();
+    let (_, err) = env.fail(&["build", "--progress", "plain", ctx.to_str().unwrap()]);
+    assert!(err.contains(".env"), "{err}");
+    assert!(!err.contains("do-not-ship"), "{err}");
+}

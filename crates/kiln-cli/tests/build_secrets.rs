@@ -13,7 +13,17 @@ const FILE_CANARY: &str = "KILNCANARYfile7d1e";
 const ENV_CANARY: &str = "KILNCANARYenv93ab";
 const PROXY_CANARY: &str = "KILNCANARYproxy55c";
 const ARG_CANARY: &str = "KILNCANARYarg0f2e";
-const ALL: [&str; 4] = [FILE_CANARY, ENV_CANARY, PROXY_CANARY, ARG_CANARY];
+/// Passed as a build-arg the Dockerfile never declares (the "unused" warning path).
+const UNUSED_CANARY: &str = "KILNCANARYunused41b";
+const ALL: [&str; 5] = [
+    FILE_CANARY,
+    ENV_CANARY,
+    PROXY_CANARY,
+    ARG_CANARY,
+    UNUSED_CANARY,
+];
+
+const UNUSED_BUILD_ARG: &str = "DB_PASSWORD=KILNCANARYunused41b";
 
 /// Files under `dir` (gzip members decompressed, tar archives searched as bytes) that
 /// contain any of the needles; python, not kiln, does the reading.
@@ -73,6 +83,8 @@ RUN --mount=type=secret,id=filesec \\
 
 fn args<'a>(secret: &'a str, proxy: &'a str, arg: &'a str) -> Vec<&'a str> {
     vec![
+        "--build-arg",
+        UNUSED_BUILD_ARG,
         "--secret",
         secret,
         "--secret",
@@ -166,6 +178,11 @@ fn canaries_reach_the_step_and_appear_in_no_artifact_or_output() {
         all_output.push_str(&out_str(&o));
         all_output.push_str(&err_str(&o));
     }
+    assert!(UNUSED_BUILD_ARG.ends_with(UNUSED_CANARY));
+    assert!(
+        all_output.contains("DB_PASSWORD"),
+        "the unused build-arg is warned about (by name): {all_output}"
+    );
     all_output.push_str(&env.ok(&["inspect", "leak"]));
     all_output.push_str(&env.ok(&["images", "--format", "json"]));
     assert_no_canary("kiln's output", &all_output);

@@ -174,8 +174,8 @@ pub(crate) fn check_platform(
     )
     .with_hint(format!(
         "--platform {p}: kiln runs steps natively, so another platform needs a binfmt_misc \
-         handler for {} registered in /proc/sys/fs/binfmt_misc (e.g. qemu-user-static); \
-         none is, so build for {host} or register one",
+         handler for {} registered with the F flag in /proc/sys/fs/binfmt_misc (e.g. \
+         qemu-user-static); none is, so build for {host} or register one",
         p.arch
     )))
 }

@@ -485,6 +485,11 @@ impl Executor<'_> {
         res: &mut StepResources,
     ) -> Result<Mount, OpError> {
         let lowers: Vec<PathBuf> = match inputs.get(from.as_usize()).map(|o| o.as_ref()) {
+            // The step must not see what `.dockerignore` keeps out of the build (BuildKit
+            // never sends it): with an ignore file, the mount is a filtered copy.
+            Some(Output::Context(c)) if c.ignore_file().is_some() => {
+                return self.filtered_context(c, source, target, readwrite, step_dir, res)
+            }
             Some(Output::Context(c)) => vec![c.dir().to_path_buf()],
             Some(Output::Fs(s)) => s
                 .lowers()
@@ -514,6 +519,52 @@ impl Executor<'_> {
             source: source.to_string(),
             target: target.to_string(),
             readwrite,
+        };
+        res.dirs.push(scratch);
+        Ok(mount)
+    }
+}
+
+impl Executor<'_> {
+    /// A bind mount of `source` from a context with a `.dockerignore`: the included files
+    /// are copied (as COPY would, owners 0:0) into a scratch directory of the step, which
+    /// is mounted instead and thrown away with the step (so `rw` writes are discarded).
+    fn filtered_context(
+        &self,
+        c: &kiln_context::Context,
+        source: &str,
+        target: &str,
+        readwrite: bool,
+        step_dir: &Path,
+        res: &mut StepResources,
+    ) -> Result<Mount, OpError> {
+        let rel = kiln_fs::normalize(Path::new(source))?;
+        let is_dir = rel.as_os_str().is_empty() || {
+            let f = c.root().open_file(&rel, rustix::fs::OFlags::PATH, 0)?;
+            f.metadata().map_err(OpError::io("stat", &rel))?.is_dir()
+        };
+        let scratch = tempfile::Builder::new()
+            .prefix("ctx")
+            .tempdir_in(step_dir)
+            .map_err(OpError::io("create temp dir in", step_dir))?;
+        let tree = scratch.path().join("tree");
+        std::fs::create_dir(&tree).map_err(OpError::io("create", &tree))?;
+        let dst = kiln_fs::SafeRoot::open(&tree)?;
+        let pattern = if rel.as_os_str().is_empty() {
+            ".".to_string()
+        } else {
+            rel.to_string_lossy().into_owned()
+        };
+        let dest = if is_dir { "/" } else { "/file" };
+        let opts = kiln_context::CopyOpts {
+            follow_symlinks: true,
+            ..Default::default()
+        };
+        c.copy_into(std::slice::from_ref(&pattern), &dst, dest, "/", &opts)?;
+        let mount = Mount::Bind {
+            source: tree.join(dest.trim_start_matches('/')),
+            target: target.to_string(),
+            readonly: !readwrite,
         };
         res.dirs.push(scratch);
         Ok(mount)

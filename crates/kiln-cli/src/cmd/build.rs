@@ -582,6 +582,11 @@ fn binfmt_matches(entry: &str, machine: u16) -> bool {
     if entry.lines().next() != Some("enabled") || field("interpreter ").is_none() {
         return false;
     }
+    // Without F the kernel opens the interpreter by path at exec time, inside the step's
+    // root, where the image does not have it: only fix-binary handlers work in a sandbox.
+    if !field("flags:").is_some_and(|f| f.contains('F')) {
+        return false;
+    }
     if field("offset ").is_some_and(|o| o != "0") {
         return false;
     }
@@ -654,5 +659,10 @@ mod tests {
         ));
         let s390 = "enabled\ninterpreter /usr/bin/qemu-s390x\nflags: F\noffset 0\nmagic 7f454c4602020100000000000000000000020016\n";
         assert!(binfmt_matches(s390, 0x16), "big-endian e_machine");
+        let no_f = s390.replace("flags: F", "flags: P");
+        assert!(
+            !binfmt_matches(&no_f, 0x16),
+            "interpreter not opened at registration"
+        );
     }
 }
