@@ -27,6 +27,7 @@ mod layout;
 mod lease;
 mod lock;
 mod root;
+mod sources;
 
 pub use blob::{BlobInfo, BlobWriter};
 pub use error::{Result, StoreError};
