@@ -166,6 +166,9 @@ impl Client {
                     drain(&mut r);
                     https
                 }
+                // A server that speaks TLS but whose certificate fails verification is a
+                // TLS registry with an unknown CA: falling back to HTTP would only hide that.
+                Err(e) if e.message.to_ascii_lowercase().contains("certificate") => https,
                 Err(_) => format!("http://{}", self.endpoint_host),
             }
         } else {
@@ -231,14 +234,12 @@ impl Client {
             return Ok(true);
         }
         if challenges.iter().any(|c| c.scheme == "basic") {
-            let mut b = self.basic.lock().unwrap();
-            if *b {
-                return Ok(false);
-            }
             if self.credential()?.and_then(|c| c.basic_header()).is_none() {
                 return Ok(false);
             }
-            *b = true;
+            // Another thread may have armed it already while this request was in flight;
+            // the caller's one-retry rule keeps a wrong password from looping.
+            *self.basic.lock().unwrap() = true;
             return Ok(true);
         }
         Ok(false)
@@ -425,6 +426,15 @@ impl Client {
                     std::thread::sleep(self.retry.delay(attempt, None));
                     attempt += 1;
                     continue;
+                }
+                Err(e) if e.kind == FailureKind::Tls => {
+                    let dir = crate::config::config_dir()
+                        .map(|d| d.join("certs.d").display().to_string())
+                        .unwrap_or_else(|| "<kiln config dir>/certs.d".into());
+                    return Err(self.transport_err(format!(
+                        "TLS: {} (a registry with its own CA needs it in {dir}/{}/ca.crt)",
+                        e.message, self.endpoint_host
+                    )));
                 }
                 Err(e) => return Err(self.transport_err(e.message)),
             };

@@ -112,7 +112,14 @@ fn classify(e: &ureq::Error) -> FailureKind {
         }
         // A plain-HTTP server answering a TLS ClientHello shows up as a protocol error or
         // an I/O error mentioning the handshake; the caller decides what that means.
-        ureq::Error::Io(io) if io.to_string().contains("Tls") => FailureKind::Tls,
+        ureq::Error::Io(io) => {
+            let m = io.to_string().to_ascii_lowercase();
+            if m.contains("certificate") || m.contains("tls") || m.contains("handshake") {
+                FailureKind::Tls
+            } else {
+                FailureKind::Transient
+            }
+        }
         _ => FailureKind::Transient,
     }
 }
