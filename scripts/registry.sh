@@ -123,7 +123,8 @@ start() { # port, scheme
   fi
   log "starting docker-registry on 127.0.0.1:$port ($scheme)"
   # setsid: the registry must outlive the test process that happened to start it.
-  setsid docker-registry serve "$DIR/$port/config.yml" >"$DIR/$port/log" 2>&1 < /dev/null &
+  # 9>&-: the daemon must not inherit (and hold forever) this script's lock.
+  setsid docker-registry serve "$DIR/$port/config.yml" >"$DIR/$port/log" 2>&1 </dev/null 9>&- &
   echo $! >"$DIR/$port.pid"
   for _ in $(seq 1 100); do
     answers "$port" "$scheme" && return 0

@@ -200,14 +200,10 @@ fn push_blob(
         .into_iter()
         .filter(|s| s != &here)
         .find_map(|s| s.strip_prefix(&prefix).map(str::to_string));
-    progress(Event::BlobStarted {
-        digest: digest.clone(),
-        size,
-    });
     let mut attempt = 0;
     loop {
         let from = if attempt == 0 { mount_from.as_deref() } else { None };
-        match upload_once(store, client, repo, digest, size, from, opts) {
+        match upload_once(store, client, repo, digest, size, from, opts, progress) {
             Ok(Some(from)) => {
                 progress(Event::BlobMounted {
                     digest: digest.clone(),
@@ -240,6 +236,7 @@ fn push_blob(
 }
 
 /// One upload session. `Ok(Some(repo))`: the registry mounted the blob from `repo`.
+#[allow(clippy::too_many_arguments)]
 fn upload_once(
     store: &Store,
     client: &Client,
@@ -248,6 +245,7 @@ fn upload_once(
     size: u64,
     mount_from: Option<&str>,
     opts: &PushOptions,
+    progress: &Progress,
 ) -> Result<Option<String>> {
     let scope = push_scope(repo);
     let mut path = format!("/v2/{repo}/blobs/uploads/");
@@ -268,6 +266,11 @@ fn upload_once(
     }
     let mut location = location(client, &resp, &path)?;
     drain(&mut resp);
+    // Reported here, not before the mount attempt: only now are bytes about to move.
+    progress(Event::BlobStarted {
+        digest: digest.clone(),
+        size,
+    });
     let open = |offset: u64, len: u64| -> Result<Body> {
         let mut f = store.open_blob(digest)?;
         f.seek(SeekFrom::Start(offset)).map_err(|e| {

@@ -1,0 +1,317 @@
+//! kiln pull / push / build against the real test registries (Debian's docker-registry
+//! started by scripts/registry.sh), judged by skopeo.
+
+mod common;
+mod registry_common;
+
+use common::*;
+use registry_common::*;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+/// An env with busybox imported; `None` (skip) when the tools are missing.
+fn setup() -> Option<Env> {
+    registries()?;
+    if !need("skopeo") {
+        return None;
+    }
+    let env = Env::new();
+    busybox_image(&env)?;
+    Some(env)
+}
+
+#[test]
+fn push_then_pull_round_trip_and_rerun_sends_nothing() {
+    let Some(env) = setup() else { return };
+    let dest = format!("{PLAIN}/{}:1", repo("busybox"));
+    let o = env.run(&["push", "busybox", &dest]);
+    assert!(o.status.success(), "{}", err_str(&o));
+    let digest = out_str(&o).trim().to_string();
+    assert_eq!(digest, stored_digest(&env, "busybox"));
+    let err = err_str(&o);
+    assert!(err.contains("uploading"), "{err}");
+    // skopeo sees the same manifest digest and layers.
+    let v = skopeo_inspect(&dest, &[]);
+    assert_eq!(v["Digest"], digest.as_str());
+    assert_eq!(v["Layers"].as_array().unwrap().len(), 1);
+    let layers = env.layer_digests("busybox");
+    assert_eq!(v["Layers"][0], layers[0].as_str());
+
+    // A second push finds every blob present and uploads nothing.
+    let o = env.run(&["push", "busybox", &dest]);
+    assert!(o.status.success(), "{}", err_str(&o));
+    let err = err_str(&o);
+    assert!(!err.contains("uploading"), "{err}");
+    assert_eq!(err.matches("already in the registry").count(), 2, "{err}");
+
+    // Pull into an empty store: same digest, same layers, fsck clean.
+    let other = Env::new();
+    other.ok(&["pull", &dest]);
+    assert_eq!(stored_digest(&other, &dest), digest);
+    assert_eq!(other.layer_digests(&dest), layers);
+    other.assert_store_clean();
+    // Pulling again downloads nothing.
+    let o = other.run(&["pull", &dest]);
+    assert!(o.status.success());
+    assert!(!err_str(&o).contains("downloading"), "{}", err_str(&o));
+}
+
+#[test]
+fn digest_pinned_pull_and_push() {
+    let Some(env) = setup() else { return };
+    let name = format!("{PLAIN}/{}", repo("pinned"));
+    let digest = env.ok(&["push", "busybox", &format!("{name}:v1")]).trim().to_string();
+    let other = Env::new();
+    let pinned = format!("{name}@{digest}");
+    other.ok(&["pull", &pinned]);
+    let ins = other.inspect(&pinned);
+    assert_eq!(ins["Id"], env.inspect("busybox")["Id"]);
+    other.assert_store_clean();
+    // A digest the registry does not have: a not-found error naming the reference.
+    let bogus = format!("{name}@sha256:{}", "0".repeat(64));
+    let (_, err) = other.fail(&["pull", &bogus]);
+    assert!(err.contains("not found") && err.contains(&"0".repeat(64)), "{err}");
+    // Push to a digest-pinned destination: accepted when it matches, refused otherwise.
+    env.ok(&["push", "busybox", &format!("{name}@{digest}")]);
+    let (_, err) = env.fail(&["push", "busybox", &bogus]);
+    assert!(err.contains("not the"), "{err}");
+}
+
+#[test]
+fn chunked_upload_and_cross_repository_mount() {
+    let Some(env) = setup() else { return };
+    let a = format!("{PLAIN}/{}:1", repo("chunked"));
+    // 64 KiB chunks: the ~1 MiB busybox layer goes up in many PATCH requests.
+    let o = env.run(&["push", "--chunk-size", "65536", "busybox", &a]);
+    assert!(o.status.success(), "{}", err_str(&o));
+    let digest = out_str(&o).trim().to_string();
+    assert!(!err_str(&o).contains("mounted"), "{}", err_str(&o));
+    assert_eq!(skopeo_inspect(&a, &[])["Digest"], digest.as_str());
+    // Pulling it back proves the chunks were assembled in order.
+    let other = Env::new();
+    other.ok(&["pull", &a]);
+    other.assert_store_clean();
+
+    // The store now knows the blobs are in `a`'s repository: a push to another repository
+    // of the same registry mounts them instead of uploading.
+    let b = format!("{PLAIN}/{}:1", repo("mounted"));
+    let o = env.run(&["push", "busybox", &b]);
+    assert!(o.status.success(), "{}", err_str(&o));
+    let err = err_str(&o);
+    assert_eq!(err.matches("mounted from").count(), 2, "{err}");
+    assert!(!err.contains("uploading"), "{err}");
+    assert_eq!(skopeo_inspect(&b, &[])["Digest"], digest.as_str());
+}
+
+#[test]
+fn skopeo_interop_both_ways() {
+    let Some(env) = setup() else { return };
+    // kiln push → skopeo copy to another repository → same digest.
+    let src = format!("{PLAIN}/{}:1", repo("from-kiln"));
+    let digest = env.ok(&["push", "busybox", &src]).trim().to_string();
+    let copy = format!("{PLAIN}/{}:1", repo("skopeo-copy"));
+    sh_ok(Command::new("skopeo").args([
+        "copy",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        &format!("docker://{src}"),
+        &format!("docker://{copy}"),
+    ]));
+    assert_eq!(skopeo_inspect(&copy, &[])["Digest"], digest.as_str());
+
+    // skopeo push (as Docker schema2, converted by skopeo) → kiln pull → kiln build FROM it.
+    let archive = env.path("bb.tar");
+    env.ok(&["save", "-o", archive.to_str().unwrap(), "busybox"]);
+    let theirs = format!("{PLAIN}/{}:v2s2", repo("from-skopeo"));
+    sh_ok(Command::new("skopeo").args([
+        "copy",
+        "--dest-tls-verify=false",
+        "--format",
+        "v2s2",
+        &format!("docker-archive:{}", archive.display()),
+        &format!("docker://{theirs}"),
+    ]));
+    let raw = sh_ok(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{theirs}"),
+    ]));
+    assert!(
+        raw.contains("application/vnd.docker.distribution.manifest.v2+json"),
+        "{raw}"
+    );
+    let their_digest = skopeo_inspect(&theirs, &[])["Digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let other = Env::new();
+    other.ok(&["pull", &theirs]);
+    assert_eq!(stored_digest(&other, &theirs), their_digest);
+    let ctx = context(
+        &other,
+        "ctx",
+        &[(
+            "Dockerfile",
+            &format!("FROM {theirs}\nRUN echo built-on-skopeo > /marker\n"),
+        )],
+    );
+    build_tag(&other, &ctx, "on-skopeo", &["--pull", "never"]);
+    let out = other.ok(&["run", "--rm", "on-skopeo", "cat", "/marker"]);
+    assert_eq!(out.trim(), "built-on-skopeo");
+    other.assert_store_clean();
+}
+
+#[test]
+fn build_pulls_base_on_demand_and_pushes() {
+    let Some(env) = setup() else { return };
+    let base = format!("{PLAIN}/{}:base", repo("base"));
+    env.ok(&["push", "busybox", &base]);
+
+    let builder = Env::new();
+    let ctx = context(
+        &builder,
+        "ctx",
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM {base}\nCOPY --from={base} /bin/busybox /copied-busybox\nRUN echo hi > /hi\n"
+            ),
+        )],
+    );
+    // --pull never: the base is not in the empty store, and nothing may be fetched.
+    let (_, err) = builder.fail(&[
+        "build",
+        "--pull",
+        "never",
+        "-t",
+        "x",
+        ctx.to_str().unwrap(),
+    ]);
+    assert!(err.contains("not in the local store"), "{err}");
+    assert!(builder.references().is_empty() || !builder.references().contains(&base));
+
+    // Default (--pull missing): FROM and COPY --from pull the base, then --push sends the
+    // result to the -t name, and --output type=registry to a second name.
+    let out = format!("{PLAIN}/{}:built", repo("built"));
+    let out2 = format!("{PLAIN}/{}:also", repo("built2"));
+    let spec = format!("type=registry,name={out2}");
+    let o = builder.run(&[
+        "build",
+        "--progress",
+        "plain",
+        "-t",
+        &out,
+        "--push",
+        "-o",
+        &spec,
+        ctx.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", err_str(&o));
+    assert!(builder.references().contains(&base), "base pulled");
+    let digest = stored_digest(&builder, &out);
+    assert_eq!(skopeo_inspect(&out, &[])["Digest"], digest.as_str());
+    assert_eq!(skopeo_inspect(&out2, &[])["Digest"], digest.as_str());
+    // The pushed image has the base's layer below the build's own.
+    let layers = skopeo_inspect(&out, &[])["Layers"].as_array().unwrap().clone();
+    assert_eq!(layers[0], env.layer_digests("busybox")[0].as_str());
+    assert_eq!(layers.len(), 3);
+
+    // --pull always fetches again (the manifest is resolved anew) and the build still works.
+    let o = builder.run(&["build", "--pull", "always", "-t", "y", ctx.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", err_str(&o));
+    assert!(err_str(&o).contains("already in the store"), "{}", err_str(&o));
+    builder.assert_store_clean();
+}
+
+#[test]
+fn tls_registry_with_basic_auth_login_logout() {
+    let Some(dir) = registries() else { return };
+    let Some(env) = setup() else { return };
+    let cfg = env.path("config");
+    let auth = env.path("auth.json");
+    let with = |c: &mut Command| {
+        c.env("XDG_CONFIG_HOME", &cfg)
+            .env("REGISTRY_AUTH_FILE", &auth);
+    };
+    let run = |args: &[&str], stdin: Option<&str>| {
+        let mut c = env.cmd(args);
+        with(&mut c);
+        c.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        {
+            use std::io::Write;
+            let mut sin = child.stdin.take().unwrap();
+            if let Some(s) = stdin {
+                sin.write_all(s.as_bytes()).unwrap();
+            }
+        }
+        child.wait_with_output().unwrap()
+    };
+    let dest = format!("{TLS}/{}:1", repo("secure"));
+
+    // No CA yet: a TLS error that says where the CA goes.
+    let o = run(&["push", "busybox", &dest], None);
+    assert!(!o.status.success());
+    let err = err_str(&o);
+    assert!(err.contains("certs.d") && err.contains(TLS), "{err}");
+
+    // CA in kiln's certs.d: TLS works, but the registry wants credentials.
+    let certs = cfg.join("kiln/certs.d").join(TLS);
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(dir.join("ca.crt"), certs.join("ca.crt")).unwrap();
+    let o = run(&["push", "busybox", &dest], None);
+    assert!(!o.status.success());
+    let err = err_str(&o);
+    assert!(err.contains("kiln login"), "{err}");
+
+    // A wrong password is refused and nothing is stored.
+    let o = run(&["login", TLS, "-u", USER, "--password-stdin"], Some("wrong\n"));
+    assert!(!o.status.success());
+    assert!(!err_str(&o).contains("wrong"), "password echoed: {}", err_str(&o));
+    assert!(!auth.exists());
+
+    let o = run(
+        &["login", TLS, "-u", USER, "--password-stdin"],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    assert!(o.status.success(), "{}", err_str(&o));
+    let meta = std::fs::metadata(&auth).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let text = std::fs::read_to_string(&auth).unwrap();
+    assert!(text.contains(TLS) && !text.contains(PASSWORD), "{text}");
+
+    let o = run(&["push", "busybox", &dest], None);
+    assert!(o.status.success(), "{}", err_str(&o));
+    let digest = out_str(&o).trim().to_string();
+    let v = skopeo_inspect(
+        &dest,
+        &[
+            "--cert-dir",
+            certs.to_str().unwrap(),
+            "--authfile",
+            auth.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(v["Digest"], digest.as_str());
+    assert!(!err_str(&o).contains(PASSWORD));
+
+    let puller = Env::new();
+    let mut c = puller.cmd(&["pull", &dest]);
+    with(&mut c);
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{}", err_str(&o));
+    puller.assert_store_clean();
+
+    let o = run(&["logout", TLS], None);
+    assert!(o.status.success());
+    assert!(!std::fs::read_to_string(&auth).unwrap().contains(TLS));
+    let stranger = Env::new();
+    let mut c = stranger.cmd(&["pull", &dest]);
+    with(&mut c);
+    let o = c.output().unwrap();
+    assert!(!o.status.success());
+    assert!(err_str(&o).contains("kiln login"), "{}", err_str(&o));
+}
