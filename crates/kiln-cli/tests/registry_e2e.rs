@@ -60,7 +60,10 @@ fn push_then_pull_round_trip_and_rerun_sends_nothing() {
 fn digest_pinned_pull_and_push() {
     let Some(env) = setup() else { return };
     let name = format!("{PLAIN}/{}", repo("pinned"));
-    let digest = env.ok(&["push", "busybox", &format!("{name}:v1")]).trim().to_string();
+    let digest = env
+        .ok(&["push", "busybox", &format!("{name}:v1")])
+        .trim()
+        .to_string();
     let other = Env::new();
     let pinned = format!("{name}@{digest}");
     other.ok(&["pull", &pinned]);
@@ -70,7 +73,10 @@ fn digest_pinned_pull_and_push() {
     // A digest the registry does not have: a not-found error naming the reference.
     let bogus = format!("{name}@sha256:{}", "0".repeat(64));
     let (_, err) = other.fail(&["pull", &bogus]);
-    assert!(err.contains("not found") && err.contains(&"0".repeat(64)), "{err}");
+    assert!(
+        err.contains("not found") && err.contains(&"0".repeat(64)),
+        "{err}"
+    );
     // Push to a digest-pinned destination: accepted when it matches, refused otherwise.
     env.ok(&["push", "busybox", &format!("{name}@{digest}")]);
     let (_, err) = env.fail(&["push", "busybox", &bogus]);
@@ -180,14 +186,7 @@ fn build_pulls_base_on_demand_and_pushes() {
         )],
     );
     // --pull never: the base is not in the empty store, and nothing may be fetched.
-    let (_, err) = builder.fail(&[
-        "build",
-        "--pull",
-        "never",
-        "-t",
-        "x",
-        ctx.to_str().unwrap(),
-    ]);
+    let (_, err) = builder.fail(&["build", "--pull", "never", "-t", "x", ctx.to_str().unwrap()]);
     assert!(err.contains("not in the local store"), "{err}");
     assert!(builder.references().is_empty() || !builder.references().contains(&base));
 
@@ -213,14 +212,28 @@ fn build_pulls_base_on_demand_and_pushes() {
     assert_eq!(skopeo_inspect(&out, &[])["Digest"], digest.as_str());
     assert_eq!(skopeo_inspect(&out2, &[])["Digest"], digest.as_str());
     // The pushed image has the base's layer below the build's own.
-    let layers = skopeo_inspect(&out, &[])["Layers"].as_array().unwrap().clone();
+    let layers = skopeo_inspect(&out, &[])["Layers"]
+        .as_array()
+        .unwrap()
+        .clone();
     assert_eq!(layers[0], env.layer_digests("busybox")[0].as_str());
     assert_eq!(layers.len(), 3);
 
     // --pull always fetches again (the manifest is resolved anew) and the build still works.
-    let o = builder.run(&["build", "--pull", "always", "-t", "y", ctx.to_str().unwrap()]);
+    let o = builder.run(&[
+        "build",
+        "--pull",
+        "always",
+        "-t",
+        "y",
+        ctx.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", err_str(&o));
-    assert!(err_str(&o).contains("already in the store"), "{}", err_str(&o));
+    assert!(
+        err_str(&o).contains("already in the store"),
+        "{}",
+        err_str(&o)
+    );
     builder.assert_store_clean();
 }
 
@@ -268,9 +281,16 @@ fn tls_registry_with_basic_auth_login_logout() {
     assert!(err.contains("kiln login"), "{err}");
 
     // A wrong password is refused and nothing is stored.
-    let o = run(&["login", TLS, "-u", USER, "--password-stdin"], Some("wrong\n"));
+    let o = run(
+        &["login", TLS, "-u", USER, "--password-stdin"],
+        Some("wrong\n"),
+    );
     assert!(!o.status.success());
-    assert!(!err_str(&o).contains("wrong"), "password echoed: {}", err_str(&o));
+    assert!(
+        !err_str(&o).contains("wrong"),
+        "password echoed: {}",
+        err_str(&o)
+    );
     assert!(!auth.exists());
 
     let o = run(

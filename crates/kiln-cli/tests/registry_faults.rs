@@ -12,7 +12,11 @@ use std::time::{Duration, Instant};
 
 /// busybox plus a layer of `mb` MiB of incompressible bytes, as `big`.
 fn big_image(env: &Env, mb: usize) {
-    let ctx = context(env, "bigctx", &[("Dockerfile", "FROM busybox\nCOPY blob /blob\n")]);
+    let ctx = context(
+        env,
+        "bigctx",
+        &[("Dockerfile", "FROM busybox\nCOPY blob /blob\n")],
+    );
     let mut data = vec![0u8; mb << 20];
     // xorshift: incompressible and deterministic without a dependency.
     let mut x: u64 = 0x9e3779b97f4a7c15;
@@ -43,7 +47,11 @@ fn push_and_pull_through_a_faulty_proxy_complete() {
     let o = env.run(&["push", "--chunk-size", "262144", "big", &via_proxy]);
     assert!(o.status.success(), "{}", err_str(&o));
     let digest = out_str(&o).trim().to_string();
-    assert!(err_str(&o).contains("retry"), "no fault was hit: {}", err_str(&o));
+    assert!(
+        err_str(&o).contains("retry"),
+        "no fault was hit: {}",
+        err_str(&o)
+    );
     // Judged directly at the registry, not through the proxy.
     let direct = format!("{PLAIN}/{name}:1");
     assert_eq!(skopeo_inspect(&direct, &[])["Digest"], digest.as_str());
@@ -52,7 +60,10 @@ fn push_and_pull_through_a_faulty_proxy_complete() {
     let before = proxy.faults.load(Ordering::Relaxed);
     let o = other.run(&["pull", &via_proxy]);
     assert!(o.status.success(), "{}", err_str(&o));
-    assert!(proxy.faults.load(Ordering::Relaxed) > before, "no fault during the pull");
+    assert!(
+        proxy.faults.load(Ordering::Relaxed) > before,
+        "no fault during the pull"
+    );
     assert_eq!(other.layer_digests(&via_proxy), env.layer_digests("big"));
     other.assert_store_clean();
 }

@@ -218,10 +218,9 @@ fn blob_redirect_to_another_host_carries_no_credentials() {
         );
     }
     // The registry itself did get them (the flow worked).
-    assert!(server
-        .requests()
-        .iter()
-        .any(|r| r.header("authorization").is_some_and(|a| a.starts_with("Basic "))));
+    assert!(server.requests().iter().any(|r| r
+        .header("authorization")
+        .is_some_and(|a| a.starts_with("Basic "))));
     assert!(env.blob_path(&layer_digest).exists());
     env.assert_store_clean();
 }
@@ -251,9 +250,15 @@ fn token_realm_on_another_host_is_refused() {
         .unwrap();
     assert!(!o.status.success());
     let err = err_str(&o);
-    assert!(err.contains("realm") && err.contains(&format!("localhost:{thief_port}")), "{err}");
+    assert!(
+        err.contains("realm") && err.contains(&format!("localhost:{thief_port}")),
+        "{err}"
+    );
     assert!(!err.contains("s3cret"), "{err}");
-    assert!(thief.requests().is_empty(), "the foreign realm was contacted");
+    assert!(
+        thief.requests().is_empty(),
+        "the foreign realm was contacted"
+    );
     assert_nothing_committed(&env, &layer_digest);
 }
 
@@ -279,7 +284,9 @@ fn bearer_token_flow_on_the_registry_host() {
             || {
                 Reply::new(401).header(
                     "WWW-Authenticate",
-                    &format!(r#"Bearer realm="{realm}",service="evil",scope="repository:evil/img:pull""#),
+                    &format!(
+                        r#"Bearer realm="{realm}",service="evil",scope="repository:evil/img:pull""#
+                    ),
                 )
             },
         )
@@ -299,7 +306,10 @@ fn bearer_token_flow_on_the_registry_host() {
 
 /// The first non-loopback IPv4 address of this machine, if any.
 fn outside_ip() -> Option<String> {
-    let out = std::process::Command::new("hostname").arg("-I").output().ok()?;
+    let out = std::process::Command::new("hostname")
+        .arg("-I")
+        .output()
+        .ok()?;
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .find(|a| a.contains('.') && !a.starts_with("127."))
@@ -322,7 +332,12 @@ fn plain_http_only_with_insecure_registry_for_other_hosts() {
         server.requests()
     );
     assert!(err.contains(&host), "{err}");
-    let (_, err) = env.fail(&["--insecure-registry", &host, "pull", &format!("{host}/x/y:1")]);
+    let (_, err) = env.fail(&[
+        "--insecure-registry",
+        &host,
+        "pull",
+        &format!("{host}/x/y:1"),
+    ]);
     assert!(err.contains("not found"), "{err}");
     assert!(!server.requests().is_empty());
 }

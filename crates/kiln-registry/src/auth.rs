@@ -15,9 +15,14 @@ use std::process::{Command, Stdio};
 /// A credential for one registry host.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Credential {
-    Basic { username: String, password: String },
+    Basic {
+        username: String,
+        password: String,
+    },
     /// An OAuth2 refresh token (`identitytoken`), exchanged at the token realm.
-    IdentityToken { token: String },
+    IdentityToken {
+        token: String,
+    },
 }
 
 impl std::fmt::Debug for Credential {
@@ -141,8 +146,8 @@ pub fn lookup(host: &str) -> Result<Option<Credential>> {
             let raw = base64::engine::general_purpose::STANDARD
                 .decode(a.trim())
                 .map_err(|_| bad(format!("auths.{k}.auth is not base64")))?;
-            let text = String::from_utf8(raw)
-                .map_err(|_| bad(format!("auths.{k}.auth is not UTF-8")))?;
+            let text =
+                String::from_utf8(raw).map_err(|_| bad(format!("auths.{k}.auth is not UTF-8")))?;
             let (u, p) = text
                 .split_once(':')
                 .ok_or_else(|| bad(format!("auths.{k}.auth is not user:password")))?;

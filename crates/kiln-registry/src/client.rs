@@ -503,7 +503,12 @@ impl Client {
     }
 
     /// Turns a non-success answer into an error naming the request.
-    pub(crate) fn fail(&self, method: &'static str, path: &str, mut resp: Response) -> RegistryError {
+    pub(crate) fn fail(
+        &self,
+        method: &'static str,
+        path: &str,
+        mut resp: Response,
+    ) -> RegistryError {
         let detail = error_detail(&mut resp);
         if resp.status == 401 || resp.status == 403 {
             return RegistryError::Unauthorized {
@@ -523,7 +528,9 @@ impl Client {
 
     /// `GET /v2/` with credentials: what `kiln login` uses to check them.
     pub fn check_login(&self) -> Result<()> {
-        let resp = self.request("GET", "/v2/", &[], "registry:catalog:*", &|| Ok(Body::Empty))?;
+        let resp = self.request("GET", "/v2/", &[], "registry:catalog:*", &|| {
+            Ok(Body::Empty)
+        })?;
         if (200..300).contains(&resp.status) {
             return Ok(());
         }
@@ -538,7 +545,11 @@ impl Client {
         reference: &str,
         limit: u64,
     ) -> Result<(Vec<u8>, String, Digest)> {
-        let shown = format!("{}/{repo}{}{reference}", self.host, if reference.contains(':') { "@" } else { ":" });
+        let shown = format!(
+            "{}/{repo}{}{reference}",
+            self.host,
+            if reference.contains(':') { "@" } else { ":" }
+        );
         let path = format!("/v2/{repo}/manifests/{reference}");
         let scope = pull_scope(repo);
         let mut resp = self.request(
@@ -753,7 +764,11 @@ pub(crate) fn drain(resp: &mut Response) {
 /// The registry's error JSON (`errors[].code/message`), first few, bounded.
 fn error_detail(resp: &mut Response) -> Option<String> {
     let mut buf = Vec::new();
-    let _ = resp.body.by_ref().take(MAX_ERROR_BODY).read_to_end(&mut buf);
+    let _ = resp
+        .body
+        .by_ref()
+        .take(MAX_ERROR_BODY)
+        .read_to_end(&mut buf);
     #[derive(serde::Deserialize)]
     struct E {
         code: Option<String>,
@@ -857,7 +872,10 @@ mod tests {
             manifest_media_type(bare, Some(media::DOCKER_MANIFEST)).unwrap(),
             media::DOCKER_MANIFEST
         );
-        assert_eq!(manifest_media_type(bare, None).unwrap(), media::OCI_MANIFEST);
+        assert_eq!(
+            manifest_media_type(bare, None).unwrap(),
+            media::OCI_MANIFEST
+        );
         // Header says manifest, body has the index shape only.
         let e = manifest_media_type(
             br#"{"schemaVersion":2,"manifests":[]}"#,
@@ -875,7 +893,10 @@ mod tests {
         assert_eq!(url_authority("https://user@evil/x"), None);
         assert_eq!(url_authority("ftp://a"), None);
         assert_eq!(
-            resolve_location("http://a:1/v2/r/blobs/uploads/", "/v2/r/blobs/uploads/u?x=1"),
+            resolve_location(
+                "http://a:1/v2/r/blobs/uploads/",
+                "/v2/r/blobs/uploads/u?x=1"
+            ),
             "http://a:1/v2/r/blobs/uploads/u?x=1"
         );
         assert_eq!(
@@ -883,14 +904,23 @@ mod tests {
             "https://b/y"
         );
         assert_eq!(resolve_location("http://a:1/v2/x", "//c/z"), "http://c/z");
-        assert_eq!(resolve_location("http://a:1/v2/x?q", "y"), "http://a:1/v2/y");
+        assert_eq!(
+            resolve_location("http://a:1/v2/x?q", "y"),
+            "http://a:1/v2/y"
+        );
     }
 
     #[test]
     fn retry_delay_honours_retry_after_with_a_cap() {
         let r = Retry::default();
-        assert_eq!(r.delay(0, Some(Duration::from_secs(2))), Duration::from_secs(2));
-        assert_eq!(r.delay(0, Some(Duration::from_secs(9999))), Duration::from_secs(60));
+        assert_eq!(
+            r.delay(0, Some(Duration::from_secs(2))),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            r.delay(0, Some(Duration::from_secs(9999))),
+            Duration::from_secs(60)
+        );
         assert!(r.delay(10, None) <= r.max_delay);
         assert!(r.delay(1, None) > r.delay(0, None));
     }

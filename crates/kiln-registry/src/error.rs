@@ -69,7 +69,9 @@ pub enum RegistryError {
     Certificate { path: String, message: String },
     #[error("{reference}: {message}")]
     Unsupported { reference: String, message: String },
-    #[error("{reference}: the manifest's digest is {actual}, not the {expected} the reference pins")]
+    #[error(
+        "{reference}: the manifest's digest is {actual}, not the {expected} the reference pins"
+    )]
     DigestMismatch {
         reference: String,
         expected: Digest,

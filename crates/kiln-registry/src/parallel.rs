@@ -50,7 +50,11 @@ mod tests {
         })
         .unwrap();
         assert_eq!(n.load(Ordering::Relaxed), 20);
-        let e = for_each((0..20).collect(), 1, |i| if i == 3 { Err(i) } else { Ok(()) });
+        let e = for_each(
+            (0..20).collect(),
+            1,
+            |i| if i == 3 { Err(i) } else { Ok(()) },
+        );
         assert_eq!(e, Err(3));
     }
 }

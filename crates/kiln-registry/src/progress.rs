@@ -6,21 +6,38 @@ use kiln_oci::Digest;
 #[derive(Debug, Clone)]
 pub enum Event {
     /// A manifest was resolved: what the reference points at.
-    Resolved { reference: String, digest: Digest },
+    Resolved {
+        reference: String,
+        digest: Digest,
+    },
     /// A blob needed no transfer: `why` is "already in the store" / "already in the registry".
     BlobSkipped {
         digest: Digest,
         size: u64,
         why: &'static str,
     },
-    BlobStarted { digest: Digest, size: u64 },
-    BlobDone { digest: Digest, size: u64 },
+    BlobStarted {
+        digest: Digest,
+        size: u64,
+    },
+    BlobDone {
+        digest: Digest,
+        size: u64,
+    },
     /// Pushed by cross-repository mount from `from` instead of an upload.
-    BlobMounted { digest: Digest, from: String },
+    BlobMounted {
+        digest: Digest,
+        from: String,
+    },
     /// A request or transfer is retried (connection cut, 5xx, 429).
-    Retry { message: String },
+    Retry {
+        message: String,
+    },
     /// A manifest was written to the registry.
-    ManifestPushed { reference: String, digest: Digest },
+    ManifestPushed {
+        reference: String,
+        digest: Digest,
+    },
 }
 
 pub type Progress = dyn Fn(Event) + Send + Sync;

@@ -273,7 +273,9 @@ fn fetch_tree(
             for d in std::iter::once(m.config()).chain(m.layers().iter()) {
                 blobs.push((child_digest(d).map_err(bad)?, d.size()));
             }
-            fetch_blobs(store, lease, client, repo, blobs, opts.jobs, progress, &shown)?;
+            fetch_blobs(
+                store, lease, client, repo, blobs, opts.jobs, progress, &shown,
+            )?;
             put_manifest_bytes(store, lease, &bytes, &digest, &shown, client)?;
             let source = format!("{}/{repo}", client.host());
             let _ = store.record_blob_source(&digest, &source);

@@ -100,7 +100,7 @@ pub fn push_manifest(
     opts: &PushOptions,
     progress: &Progress,
 ) -> Result<Digest> {
-    let digest = desc_digest(&desc)?;
+    let digest = desc_digest(desc)?;
     let bytes = store.read_blob_verified(&digest, Some(desc.size()))?;
     let media_type = desc.media_type().to_string();
     let shown = format!("{}/{repo}", client.host());
@@ -202,7 +202,11 @@ fn push_blob(
         .find_map(|s| s.strip_prefix(&prefix).map(str::to_string));
     let mut attempt = 0;
     loop {
-        let from = if attempt == 0 { mount_from.as_deref() } else { None };
+        let from = if attempt == 0 {
+            mount_from.as_deref()
+        } else {
+            None
+        };
         match upload_once(store, client, repo, digest, size, from, opts, progress) {
             Ok(Some(from)) => {
                 progress(Event::BlobMounted {
@@ -326,7 +330,11 @@ fn upload_once(
     Ok(None)
 }
 
-fn location_header(client: &Client, resp: &crate::transport::Response, path: &str) -> Result<String> {
+fn location_header(
+    client: &Client,
+    resp: &crate::transport::Response,
+    path: &str,
+) -> Result<String> {
     resp.header("location")
         .map(str::to_string)
         .ok_or_else(|| RegistryError::Status {

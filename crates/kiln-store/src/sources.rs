@@ -83,7 +83,9 @@ mod tests {
         store.record_blob_source(&d, "localhost:5000/a").unwrap();
         store.record_blob_source(&d, "localhost:5000/b").unwrap();
         store.record_blob_source(&d, "localhost:5000/a").unwrap();
-        store.record_blob_source(&d, "evil\nlocalhost:5000/c").unwrap();
+        store
+            .record_blob_source(&d, "evil\nlocalhost:5000/c")
+            .unwrap();
         assert_eq!(
             store.blob_sources(&d).unwrap(),
             vec!["localhost:5000/a", "localhost:5000/b"]

@@ -56,7 +56,8 @@ pub fn build(store: &Store, a: &BuildArgs, insecure: &[String]) -> Result<ExitCo
         .iter()
         .filter_map(|o| match o {
             BuildOutput::Registry(name) => Some(
-                Reference::parse(name).with_context(|| format!("--output type=registry,name={name}")),
+                Reference::parse(name)
+                    .with_context(|| format!("--output type=registry,name={name}")),
             ),
             _ => None,
         })
@@ -336,9 +337,12 @@ pub fn build(store: &Store, a: &BuildArgs, insecure: &[String]) -> Result<ExitCo
         let digest = Digest::try_from(written.manifest.digest())
             .map_err(|e| anyhow!("internal: image digest: {e}"))?;
         for r in &pushes {
-            puller
-                .regs
-                .push(store, &digest.to_string(), r, &kiln_registry::PushOptions::default())?;
+            puller.regs.push(
+                store,
+                &digest.to_string(),
+                r,
+                &kiln_registry::PushOptions::default(),
+            )?;
         }
     }
     if let Some(p) = &a.iidfile {

@@ -28,11 +28,13 @@ impl Registries {
     pub fn client(&self, host: &str) -> Result<Client> {
         let quiet = self.quiet;
         let host_owned = host.to_string();
-        Ok(Client::new(host, &self.settings)?.with_observer(Arc::new(move |m: &str| {
-            if !quiet {
-                eprintln!("{host_owned}: {m}");
-            }
-        })))
+        Ok(
+            Client::new(host, &self.settings)?.with_observer(Arc::new(move |m: &str| {
+                if !quiet {
+                    eprintln!("{host_owned}: {m}");
+                }
+            })),
+        )
     }
 
     /// Progress lines on stderr (none when quiet). `verb`: what a started blob is doing.

@@ -27,7 +27,9 @@ pub fn registries() -> Option<PathBuf> {
             return None;
         }
         let out = sh_ok(Command::new("bash").arg(workspace().join("scripts/registry.sh")));
-        Some(PathBuf::from(out.trim().lines().last().expect("registry dir")))
+        Some(PathBuf::from(
+            out.trim().lines().last().expect("registry dir"),
+        ))
     })
     .clone()
 }
