@@ -335,3 +335,59 @@ fn tls_registry_with_basic_auth_login_logout() {
     assert!(!o.status.success());
     assert!(err_str(&o).contains("kiln login"), "{}", err_str(&o));
 }
+
+#[test]
+fn credential_helper_from_cred_helpers_is_used() {
+    let Some(dir) = registries() else { return };
+    let Some(env) = setup() else { return };
+    let cfg = env.path("config");
+    let certs = cfg.join("kiln/certs.d").join(TLS);
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(dir.join("ca.crt"), certs.join("ca.crt")).unwrap();
+    // A docker credential helper that knows only the TLS test registry.
+    let bin = env.path("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-kilntest");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nread host\nif [ \"$1\" = get ] && [ \"$host\" = {TLS} ]; then\n  printf '{{\"ServerURL\":\"%s\",\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}' \"$host\"\n  exit 0\nfi\necho 'credentials not found in native keychain'\nexit 1\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let auth = env.path("helper-auth.json");
+    std::fs::write(
+        &auth,
+        format!(r#"{{"credHelpers":{{"{TLS}":"kilntest"}}}}"#),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let dest = format!("{TLS}/{}:1", repo("helper"));
+    let o = env
+        .cmd(&["push", "busybox", &dest])
+        .env("XDG_CONFIG_HOME", &cfg)
+        .env("REGISTRY_AUTH_FILE", &auth)
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", err_str(&o));
+    // Without the helper on PATH the same auth file gives a clear error naming it.
+    let o = env
+        .cmd(&["push", "busybox", &dest])
+        .env("XDG_CONFIG_HOME", &cfg)
+        .env("REGISTRY_AUTH_FILE", &auth)
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        err_str(&o).contains("docker-credential-kilntest"),
+        "{}",
+        err_str(&o)
+    );
+}
