@@ -391,3 +391,99 @@ fn credential_helper_from_cred_helpers_is_used() {
         err_str(&o)
     );
 }
+
+#[test]
+fn index_digest_pin_selects_host_platform_and_resolves_in_build() {
+    let Some(env) = setup() else { return };
+    let m = stored_digest(&env, "busybox");
+    let m_size = std::fs::metadata(env.blob_path(&m)).unwrap().len();
+    let host_arch = env.inspect("busybox")["Config"]["architecture"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let other_arch = if host_arch == "s390x" {
+        "ppc64le"
+    } else {
+        "s390x"
+    };
+    // An OCI layout with a two-platform index over busybox's manifest, pushed by skopeo.
+    let layout = env.path("layout");
+    std::fs::create_dir_all(&layout).unwrap();
+    sh_ok(
+        Command::new("cp")
+            .arg("-r")
+            .arg(env.root.join("blobs"))
+            .arg(layout.join("blobs")),
+    );
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    let index = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{m}","size":{m_size},"platform":{{"os":"linux","architecture":"{other_arch}"}}}},{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{m}","size":{m_size},"platform":{{"os":"linux","architecture":"{host_arch}"}}}}]}}"#
+    );
+    let idx = kiln_oci::Digest::of_bytes(index.as_bytes());
+    std::fs::write(layout.join("blobs/sha256").join(idx.hex()), &index).unwrap();
+    std::fs::write(
+        layout.join("index.json"),
+        format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"{idx}","size":{},"annotations":{{"org.opencontainers.image.ref.name":"multi"}}}}]}}"#,
+            index.len()
+        ),
+    )
+    .unwrap();
+    let name = format!("{PLAIN}/{}", repo("multi"));
+    sh_ok(Command::new("skopeo").args([
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:multi", layout.display()),
+        &format!("docker://{name}:multi"),
+    ]));
+    let raw = sh_ok(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{name}:multi"),
+    ]));
+    assert_eq!(kiln_oci::Digest::of_bytes(raw.as_bytes()), idx, "{raw}");
+
+    // FROM pinned to the index digest: pulled on demand (host platform picked), then found
+    // by that digest although only the platform manifest is stored.
+    let builder = Env::new();
+    let ctx = context(
+        &builder,
+        "ctx",
+        &[(
+            "Dockerfile",
+            &format!("FROM {name}@{idx}\nRUN echo ok > /ok\n"),
+        )],
+    );
+    build_tag(&builder, &ctx, "pinned-build", &[]);
+    let ins = builder.inspect(&format!("{name}@{idx}"));
+    assert_eq!(ins["Id"], env.inspect("busybox")["Id"]);
+    // A second build does not pull again.
+    let o = builder.run(&[
+        "build",
+        "--pull",
+        "never",
+        "-t",
+        "again",
+        ctx.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", err_str(&o));
+    // Asking for a platform the index lacks names what it has.
+    let (_, err) = builder.fail(&[
+        "pull",
+        "--platform",
+        "linux/riscv64",
+        &format!("{name}@{idx}"),
+    ]);
+    assert!(
+        err.contains("linux/riscv64") && err.contains(other_arch),
+        "{err}"
+    );
+    builder.assert_store_clean();
+}

@@ -126,11 +126,21 @@ pub fn pull_image(
         opts,
         progress,
     )?;
-    if reference.tag().is_some() {
-        let tagged = reference.with_tag(reference.tag().unwrap_or("latest"))?;
-        store.tag(&tagged, &pulled.descriptor)?;
+    let mut entry = pulled.descriptor.clone();
+    if let Some(index) = &pulled.index_digest {
+        // Only the platform manifest is stored; remember the index digest so a reference
+        // pinned to it (`name@sha256:<index>`) resolves in the store.
+        let mut ann = entry.annotations().clone().unwrap_or_default();
+        ann.insert(
+            kiln_store::ANNOTATION_INDEX_DIGEST.to_string(),
+            index.to_string(),
+        );
+        entry.set_annotations(Some(ann));
+    }
+    if let Some(tag) = reference.tag() {
+        store.tag(&reference.with_tag(tag)?, &entry)?;
     } else {
-        store.keep_untagged(&pulled.descriptor)?;
+        store.keep_untagged(&entry)?;
     }
     drop(lease);
     Ok(pulled)
