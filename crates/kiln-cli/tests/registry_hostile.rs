@@ -341,3 +341,51 @@ fn plain_http_only_with_insecure_registry_for_other_hosts() {
     assert!(err.contains("not found"), "{err}");
     assert!(!server.requests().is_empty());
 }
+
+#[test]
+fn identity_token_is_exchanged_at_the_realm_by_post() {
+    let fake = Fake::new();
+    let tokens = Scripted::start(|req| {
+        let body = String::from_utf8_lossy(&req.body).to_string();
+        let ok = req.method == "POST"
+            && body.contains("grant_type=refresh_token")
+            && body.contains("refresh_token=refresh-xyz")
+            && body.contains("scope=repository%3Aevil%2Fimg%3Apull");
+        if ok {
+            Reply::new(200).body(r#"{"access_token":"from-refresh"}"#)
+        } else {
+            Reply::new(401)
+        }
+    });
+    let realm = format!("http://127.0.0.1:{}/token", tokens.port);
+    let server = serve(fake, move |req, _| {
+        (req.header("authorization") != Some("Bearer from-refresh") && req.path != "/v2/").then(
+            || {
+                Reply::new(401).header(
+                    "WWW-Authenticate",
+                    &format!(
+                        r#"Bearer realm="{realm}",service="evil",scope="repository:evil/img:pull""#
+                    ),
+                )
+            },
+        )
+    });
+    let env = Env::new();
+    let auth = env.path("auth.json");
+    std::fs::write(
+        &auth,
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"","identitytoken":"refresh-xyz"}}}}}}"#,
+            server.host()
+        ),
+    )
+    .unwrap();
+    let o = env
+        .cmd(&["pull", &format!("{}/evil/img:1", server.host())])
+        .env("REGISTRY_AUTH_FILE", &auth)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", err_str(&o));
+    assert!(!err_str(&o).contains("refresh-xyz"));
+    assert_eq!(tokens.requests().len(), 1);
+}

@@ -94,6 +94,7 @@ pub struct Seen {
     pub method: String,
     pub path: String,
     pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
 }
 
 impl Seen {
@@ -162,7 +163,7 @@ impl Scripted {
                     let handler = handler.clone();
                     std::thread::spawn(move || {
                         let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-                        let Some((req, _body)) = read_request(&mut s) else {
+                        let Some(req) = read_request(&mut s) else {
                             return;
                         };
                         seen.lock().unwrap().push(req.clone());
@@ -193,7 +194,7 @@ impl Drop for Scripted {
 
 /// Reads one request head (and a Content-Length body). TLS hellos (kiln probing HTTPS
 /// first) and garbage give `None`.
-fn read_request(s: &mut TcpStream) -> Option<(Seen, Vec<u8>)> {
+fn read_request(s: &mut TcpStream) -> Option<Seen> {
     let mut buf = Vec::new();
     let mut byte = [0u8; 1];
     loop {
@@ -228,14 +229,12 @@ fn read_request(s: &mut TcpStream) -> Option<(Seen, Vec<u8>)> {
         .unwrap_or(0);
     let mut body = vec![0u8; len];
     s.read_exact(&mut body).ok()?;
-    Some((
-        Seen {
-            method,
-            path,
-            headers,
-        },
+    Some(Seen {
+        method,
+        path,
+        headers,
         body,
-    ))
+    })
 }
 
 fn write_reply(s: &mut TcpStream, method: &str, r: &Reply) -> std::io::Result<()> {
