@@ -3,6 +3,10 @@
 # idempotently and without systemd:
 #   :5000  plain HTTP, no auth
 #   :5001  TLS (self-signed CA at $DIR/ca.crt) + htpasswd basic auth (kiln / kiln-secret)
+#   :5002  plain HTTP + token auth: realm http://127.0.0.1:5003/token, service
+#          kiln-test-registry, issuer kiln-test-issuer; tokens are ES256 JWTs signed with
+#          $DIR/token.pk8 (PKCS#8 DER) carrying $DIR/token.der in x5c. The token server is
+#          the test harness's (crates/kiln-cli/tests/registry_common), not a daemon.
 # State lives in $KILN_TEST_REGISTRY_DIR (default /var/lib/kiln-test-registry as root,
 # else /tmp/kiln-test-registry-$UID). Safe to run concurrently (flock) and repeatedly.
 # `scripts/registry.sh stop` stops them.
@@ -63,6 +67,17 @@ if [ ! -s "$DIR/server.crt" ]; then
   mv "$DIR/server.crt.tmp" "$DIR/server.crt"
 fi
 
+# --- token signing key and its self-signed certificate (the registry's trust root) ------
+if [ ! -s "$DIR/token.der" ]; then
+  log "creating the token signing key in $DIR"
+  openssl ecparam -name prime256v1 -genkey -noout -out "$DIR/token.key" 2>/dev/null
+  openssl pkcs8 -topk8 -nocrypt -in "$DIR/token.key" -outform DER -out "$DIR/token.pk8"
+  openssl req -x509 -new -key "$DIR/token.key" -subj "/CN=kiln test token issuer" -days 3650 \
+    -out "$DIR/token.crt" 2>/dev/null
+  openssl x509 -in "$DIR/token.crt" -outform DER -out "$DIR/token.der.tmp"
+  mv "$DIR/token.der.tmp" "$DIR/token.der"
+fi
+
 # --- htpasswd: distribution accepts bcrypt only ----------------------------------------
 if [ ! -s "$DIR/htpasswd" ]; then
   if command -v htpasswd >/dev/null 2>&1; then
@@ -106,6 +121,13 @@ auth:
     realm: kiln-test
     path: $DIR/htpasswd"
 
+config 5002 "auth:
+  token:
+    realm: http://127.0.0.1:5003/token
+    service: kiln-test-registry
+    issuer: kiln-test-issuer
+    rootcertbundle: $DIR/token.crt"
+
 alive() { [ -s "$DIR/$1.pid" ] && kill -0 "$(cat "$DIR/$1.pid")" 2>/dev/null; }
 
 answers() { # port, scheme
@@ -137,4 +159,5 @@ start() { # port, scheme
 
 start 5000 http
 start 5001 https
+start 5002 http
 echo "$DIR"

@@ -487,3 +487,49 @@ fn index_digest_pin_selects_host_platform_and_resolves_in_build() {
     );
     builder.assert_store_clean();
 }
+
+#[test]
+fn token_auth_registry_push_and_pull() {
+    let Some(dir) = registries() else { return };
+    let Some(env) = setup() else { return };
+    let Some(_tokens) = token_server(&dir) else {
+        eprintln!("SKIPPED: 127.0.0.1:5003 (the test token server's port) is taken");
+        return;
+    };
+    let dest = format!("{TOKEN_REGISTRY}/{}:1", repo("token"));
+    // Without credentials the token server refuses: a clear authentication error.
+    let (_, err) = env.fail(&["push", "busybox", &dest]);
+    assert!(
+        err.contains(TOKEN_REGISTRY) && err.contains("refused"),
+        "{err}"
+    );
+    let auth = env.path("auth.json");
+    let o = env
+        .cmd(&["login", TOKEN_REGISTRY, "-u", USER, "--password-stdin"])
+        .env("REGISTRY_AUTH_FILE", &auth)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(PASSWORD.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(o.status.success(), "{}", err_str(&o));
+    let o = env
+        .cmd(&["push", "busybox", &dest])
+        .env("REGISTRY_AUTH_FILE", &auth)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", err_str(&o));
+    let digest = out_str(&o).trim().to_string();
+    let puller = Env::new();
+    let o = puller
+        .cmd(&["pull", &dest])
+        .env("REGISTRY_AUTH_FILE", &auth)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", err_str(&o));
+    assert_eq!(stored_digest(&puller, &dest), digest);
+    puller.assert_store_clean();
+}

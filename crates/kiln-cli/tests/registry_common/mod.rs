@@ -368,3 +368,107 @@ fn proxy_one(i: usize, mut client: TcpStream, upstream: &str, faults: &AtomicUsi
     let _ = server.shutdown(Shutdown::Both);
     let _ = up.join();
 }
+
+// ---------------------------------------------------------------------------------------
+// The token server for the token-auth registry on :5002 (realm http://127.0.0.1:5003/token):
+// checks basic credentials kiln / kiln-secret and answers an ES256 JWT granting what was
+// asked, signed with the key scripts/registry.sh made. The registry itself is the real one.
+
+pub const TOKEN_REGISTRY: &str = "127.0.0.1:5002";
+
+fn b64url(b: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+fn url_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let h = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("00");
+                out.push(u8::from_str_radix(h, 16).unwrap_or(b'?'));
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).to_string()
+}
+
+/// Starts the token server on 127.0.0.1:5003; `None` if that port is taken.
+pub fn token_server(dir: &std::path::Path) -> Option<Scripted> {
+    use base64::Engine as _;
+    let pk8 = std::fs::read(dir.join("token.pk8")).ok()?;
+    let der = std::fs::read(dir.join("token.der")).ok()?;
+    let rng = ring::rand::SystemRandom::new();
+    let key = ring::signature::EcdsaKeyPair::from_pkcs8(
+        &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        &pk8,
+        &rng,
+    )
+    .expect("token.pk8 is a P-256 PKCS#8 key");
+    let x5c = base64::engine::general_purpose::STANDARD.encode(&der);
+    std::net::TcpListener::bind("127.0.0.1:5003").ok()?; // probe: free?
+    let counter = AtomicUsize::new(0);
+    Some(Scripted::start_on("127.0.0.1:5003", move |req| {
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
+        );
+        if req.header("authorization") != Some(expected.as_str()) {
+            return Reply::new(401);
+        }
+        let query = req.path.split_once('?').map(|(_, q)| q).unwrap_or("");
+        let mut access = Vec::new();
+        for kv in query.split('&') {
+            if let Some(v) = kv.strip_prefix("scope=") {
+                let scope = url_decode(v);
+                let parts: Vec<&str> = scope.split(':').collect();
+                if parts.len() == 3 {
+                    access.push(serde_json::json!({
+                        "type": parts[0],
+                        "name": parts[1],
+                        "actions": parts[2].split(',').collect::<Vec<_>>(),
+                    }));
+                }
+            }
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let header = serde_json::json!({"typ": "JWT", "alg": "ES256", "x5c": [x5c]});
+        let claims = serde_json::json!({
+            "iss": "kiln-test-issuer",
+            "sub": USER,
+            "aud": "kiln-test-registry",
+            "exp": now + 600,
+            "nbf": now - 60,
+            "iat": now,
+            "jti": format!("kiln-{}", counter.fetch_add(1, Ordering::Relaxed)),
+            "access": access,
+        });
+        let signing_input = format!(
+            "{}.{}",
+            b64url(header.to_string().as_bytes()),
+            b64url(claims.to_string().as_bytes())
+        );
+        let sig = key
+            .sign(&ring::rand::SystemRandom::new(), signing_input.as_bytes())
+            .expect("sign");
+        let token = format!("{signing_input}.{}", b64url(sig.as_ref()));
+        Reply::new(200)
+            .header("Content-Type", "application/json")
+            .body(serde_json::json!({"token": token, "expires_in": 600}).to_string())
+    }))
+}
