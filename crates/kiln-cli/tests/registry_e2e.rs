@@ -533,3 +533,34 @@ fn token_auth_registry_push_and_pull() {
     assert_eq!(stored_digest(&puller, &dest), digest);
     puller.assert_store_clean();
 }
+
+#[test]
+fn missing_default_creds_store_falls_back_to_auths() {
+    let Some(dir) = registries() else { return };
+    let Some(env) = setup() else { return };
+    let cfg = env.path("config");
+    let certs = cfg.join("kiln/certs.d").join(TLS);
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(dir.join("ca.crt"), certs.join("ca.crt")).unwrap();
+    // docker sets credsStore for every host; when its helper is not installed the
+    // credentials in `auths` still work.
+    let auth = env.path("store-auth.json");
+    let basic =
+        sh_ok(Command::new("sh").args(["-c", &format!("printf %s '{USER}:{PASSWORD}' | base64")]));
+    std::fs::write(
+        &auth,
+        format!(
+            r#"{{"credsStore":"kiln-test-not-installed","auths":{{"{TLS}":{{"auth":"{}"}}}}}}"#,
+            basic.trim()
+        ),
+    )
+    .unwrap();
+    let dest = format!("{TLS}/{}:1", repo("nostore"));
+    let o = env
+        .cmd(&["push", "busybox", &dest])
+        .env("XDG_CONFIG_HOME", &cfg)
+        .env("REGISTRY_AUTH_FILE", &auth)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", err_str(&o));
+}

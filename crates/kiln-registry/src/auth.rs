@@ -120,8 +120,16 @@ pub fn lookup(host: &str) -> Result<Option<Credential>> {
     }
     if let Some(name) = cfg.get("credsStore").and_then(|v| v.as_str()) {
         if !name.is_empty() {
-            if let Some(c) = run_helper(name, host)? {
-                return Ok(Some(c));
+            // The default store applies to every host, also ones that need no credentials:
+            // a helper that is not installed must not break those, so it only falls through
+            // to `auths` (a helper named for this very host in credHelpers stays an error).
+            match run_helper(name, host) {
+                Ok(Some(c)) => return Ok(Some(c)),
+                Ok(None) => {}
+                Err(e) if helper_missing(name) => {
+                    tracing::warn!("{e}; using `auths` only");
+                }
+                Err(e) => return Err(e),
             }
         }
     }
@@ -158,6 +166,12 @@ pub fn lookup(host: &str) -> Result<Option<Credential>> {
         }
     }
     Ok(None)
+}
+
+fn helper_missing(name: &str) -> bool {
+    let exe = format!("docker-credential-{name}");
+    !std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(&exe).is_file()))
 }
 
 /// `docker-credential-NAME get`, server URL on stdin, JSON `{Username, Secret}` out.
