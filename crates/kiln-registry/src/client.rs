@@ -57,7 +57,7 @@ impl Retry {
     }
 }
 
-/// What a retried or redirected request should know: who to tell about retries.
+/// Told a one-line message whenever a request is retried or redirected (progress output).
 pub type RetryObserver = dyn Fn(&str) + Send + Sync;
 
 pub struct Client {
@@ -77,11 +77,6 @@ pub struct Client {
     observer: Option<Arc<RetryObserver>>,
     /// Credential override (tests, `kiln login` verifying a new password).
     fixed_credential: Option<Option<Credential>>,
-}
-
-/// An answer we can stream from: status known to be success.
-pub struct Fetched {
-    pub response: Response,
 }
 
 impl Client {

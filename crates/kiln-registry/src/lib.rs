@@ -13,6 +13,14 @@
 //! `Store::ingest` with its expected size and digest); print (events go to a callback).
 //! It depends on kiln-store and kiln-oci only among kiln crates; nothing below kiln-cli
 //! depends on it (the build reaches it through a resolver callback).
+//!
+//! Moving manifests for other features (build-cache export/import): make a [`Client`] for
+//! the registry host (`Client::new(host, &Settings::load(&[])?)`), then
+//! [`push_manifest`]`(store, &client, &descriptor, repo, Some(tag), &PushOptions::default(),
+//! progress)` sends a manifest or index already in the store with every blob it names, and
+//! [`pull_manifest`]`(store, &lease, &client, repo, tag_or_digest, &PullOptions { selection:
+//! Selection::All, .. }, progress)` fetches one (verified) into the store under `lease`
+//! without naming it — the caller tags or records it before dropping the lease.
 
 pub mod auth;
 pub mod client;

@@ -271,7 +271,7 @@ fn fetch_tree(
                             &mut ignored,
                         )?;
                     }
-                    put_manifest_bytes(store, lease, &bytes, &digest, &shown, client)?;
+                    put_manifest_bytes(store, lease, &bytes, &digest, &shown)?;
                     Ok((desc, digest))
                 }
             }
@@ -286,7 +286,7 @@ fn fetch_tree(
             fetch_blobs(
                 store, lease, client, repo, blobs, opts.jobs, progress, &shown,
             )?;
-            put_manifest_bytes(store, lease, &bytes, &digest, &shown, client)?;
+            put_manifest_bytes(store, lease, &bytes, &digest, &shown)?;
             let source = format!("{}/{repo}", client.host());
             let _ = store.record_blob_source(&digest, &source);
             Ok((desc, digest))
@@ -301,7 +301,6 @@ fn put_manifest_bytes(
     bytes: &[u8],
     digest: &Digest,
     shown: &str,
-    client: &Client,
 ) -> Result<()> {
     if digest.algorithm() != kiln_oci::digest::Algorithm::Sha256 {
         return Err(RegistryError::Unsupported {
@@ -309,9 +308,10 @@ fn put_manifest_bytes(
             message: format!("manifest digest {digest}: kiln stores manifests by sha256 only"),
         });
     }
+    // `digest` was computed over these very bytes (and checked against a pinned digest);
+    // put_bytes hashes them again on the way in.
     let info = store.put_bytes(Some(lease), bytes)?;
     debug_assert_eq!(&info.digest, digest);
-    let _ = client;
     Ok(())
 }
 
