@@ -389,3 +389,67 @@ fn identity_token_is_exchanged_at_the_realm_by_post() {
     assert!(!err_str(&o).contains("refresh-xyz"));
     assert_eq!(tokens.requests().len(), 1);
 }
+
+#[test]
+fn blob_cut_mid_stream_is_resumed_with_a_range_request() {
+    let fake = Fake::new();
+    let ld = fake.layer_digest();
+    let layer_digest = ld.clone();
+    let server = serve(fake, move |req, f| {
+        if !req.path.ends_with(&ld) {
+            return None;
+        }
+        Some(match req.header("range") {
+            // First try: the connection dies after 30000 of 100000 bytes.
+            None => Reply::new(200).body(f.layer.clone()).cut_after(30_000),
+            Some(r) => {
+                let from: usize = r
+                    .strip_prefix("bytes=")
+                    .and_then(|x| x.strip_suffix('-'))
+                    .and_then(|x| x.parse().ok())
+                    .expect("Range: bytes=N-");
+                Reply::new(206)
+                    .header(
+                        "Content-Range",
+                        &format!("bytes {from}-{}/{}", f.layer.len() - 1, f.layer.len()),
+                    )
+                    .body(f.layer[from..].to_vec())
+            }
+        })
+    });
+    let env = Env::new();
+    let o = env.run(&["pull", &format!("{}/evil/img:1", server.host())]);
+    assert!(o.status.success(), "{}", err_str(&o));
+    let ranges: Vec<String> = server
+        .requests()
+        .iter()
+        .filter_map(|r| r.header("range").map(str::to_string))
+        .collect();
+    assert_eq!(ranges, vec!["bytes=30000-".to_string()], "{}", err_str(&o));
+    assert!(env.blob_path(&layer_digest).exists());
+    env.assert_store_clean();
+}
+
+#[test]
+fn resumed_blob_with_wrong_tail_is_still_refused() {
+    let fake = Fake::new();
+    let ld = fake.layer_digest();
+    let layer_digest = ld.clone();
+    let server = serve(fake, move |req, f| {
+        if !req.path.ends_with(&ld) {
+            return None;
+        }
+        Some(match req.header("range") {
+            None => Reply::new(200).body(f.layer.clone()).cut_after(30_000),
+            // The "rest" it sends is from the wrong offset: the digest check must catch it.
+            Some(_) => Reply::new(206).body(f.layer[..70_000].to_vec()),
+        })
+    });
+    let env = Env::new();
+    let (_, err) = env.fail(&["pull", &format!("{}/evil/img:1", server.host())]);
+    assert!(
+        err.contains(&layer_digest) && err.contains("digest"),
+        "{err}"
+    );
+    assert_nothing_committed(&env, &layer_digest);
+}

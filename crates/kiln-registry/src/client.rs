@@ -636,9 +636,15 @@ impl Client {
     }
 
     /// `GET` a blob; the caller streams and verifies the body.
-    pub fn get_blob(&self, repo: &str, digest: &Digest) -> Result<Response> {
+    /// `from`: resume at this byte offset (`Range`); the answer is 206 if the registry
+    /// honoured it, 200 with the whole blob if not.
+    pub fn get_blob(&self, repo: &str, digest: &Digest, from: u64) -> Result<Response> {
         let path = format!("/v2/{repo}/blobs/{digest}");
-        let mut resp = self.request("GET", &path, &[], &pull_scope(repo), &|| Ok(Body::Empty))?;
+        let range = format!("bytes={from}-");
+        let headers: &[(&str, &str)] = if from > 0 { &[("Range", &range)] } else { &[] };
+        let mut resp = self.request("GET", &path, headers, &pull_scope(repo), &|| {
+            Ok(Body::Empty)
+        })?;
         if resp.status == 404 {
             drain(&mut resp);
             return Err(RegistryError::NotFound {

@@ -10,11 +10,9 @@ use crate::parallel;
 use crate::progress::{Event, Progress};
 use kiln_oci::media::{self, ManifestKind};
 use kiln_oci::spec::{Descriptor, ImageIndex, ImageManifest, MediaType};
-use kiln_oci::{Digest, Reference, VerifyError};
-use kiln_store::{Lease, Store, StoreError};
-use std::io::{self, Read};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use kiln_oci::{Digest, Reference};
+use kiln_store::{BlobWriter, Lease, Store, StoreError};
+use std::io::{self, Read, Write};
 
 /// Indexes nesting deeper than this are refused.
 const MAX_DEPTH: usize = 4;
@@ -368,18 +366,84 @@ pub fn select_platform(index: &ImageIndex, want: &PlatformSpec) -> Option<Descri
     (plain.len() == 1 && index.manifests().len() == 1).then(|| plain[0].clone())
 }
 
-/// A response body that remembers whether it failed: a read error from the network is
-/// worth a retry, a verification failure from the store is not.
-struct NetReader<R> {
-    inner: R,
-    failed: Arc<AtomicBool>,
-}
-
-impl<R: Read> Read for NetReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf).inspect_err(|_| {
-            self.failed.store(true, Ordering::Relaxed);
-        })
+/// Streams one blob into a store temp file and commits it only if size and digest match.
+/// A connection that breaks mid-blob is resumed with a `Range` request where the registry
+/// allows it (the bytes already written stay; the final digest check covers whatever a
+/// registry sends after the offset), else the blob starts over. Attempts are bounded, and the
+/// count restarts only when an attempt made progress.
+#[allow(clippy::too_many_arguments)]
+fn download(
+    store: &Store,
+    lease: &Lease,
+    client: &Client,
+    repo: &str,
+    digest: &Digest,
+    size: u64,
+    progress: &Progress,
+    shown: &str,
+) -> Result<()> {
+    let rejected = |message: String| RegistryError::BlobRejected {
+        host: client.host().to_string(),
+        reference: shown.to_string(),
+        digest: digest.clone(),
+        message,
+    };
+    let mut writer: Option<BlobWriter<'_>> = None;
+    let mut attempt = 0;
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let offset = writer.as_ref().map_or(0, |w| w.written());
+        let resp = client.get_blob(repo, digest, offset)?;
+        if resp.status != 206 || offset == 0 {
+            writer = None;
+        }
+        let w = match &mut writer {
+            Some(w) => w,
+            None => writer.insert(store.blob_writer(Some(lease))?),
+        };
+        let before = w.written();
+        // One byte past the expected size is enough to tell "too long"; a hostile registry
+        // cannot make us write more.
+        let mut body = resp.body.take((size + 1).saturating_sub(before));
+        let failure = loop {
+            match body.read(&mut buf) {
+                Ok(0) => break None,
+                Ok(n) => w
+                    .write_all(&buf[..n])
+                    .map_err(|e| RegistryError::Transport {
+                        host: client.host().to_string(),
+                        message: format!("writing blob {digest} to the store: {e}"),
+                    })?,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => break Some(e.to_string()),
+            }
+        };
+        let written = w.written();
+        let failure = failure.or_else(|| {
+            (written < size).then(|| format!("connection ended after {written} of {size} bytes"))
+        });
+        let Some(why) = failure else {
+            let w = writer.take().expect("writer present");
+            return match w.commit(Some((digest, size))) {
+                Ok(_) => Ok(()),
+                Err(StoreError::BlobRejected { source }) => Err(rejected(source.to_string())),
+                Err(e) => Err(e.into()),
+            };
+        };
+        if written > before {
+            attempt = 0;
+        }
+        if attempt + 1 >= client.retry.attempts {
+            return Err(RegistryError::Transport {
+                host: client.host().to_string(),
+                message: format!("blob {digest} of {shown}: {why}"),
+            });
+        }
+        progress(Event::Retry {
+            message: format!("blob {digest}: {why}; resuming at byte {written}"),
+        });
+        std::thread::sleep(client.retry.delay(attempt, None));
+        attempt += 1;
     }
 }
 
@@ -410,48 +474,7 @@ pub(crate) fn fetch_blobs(
             digest: digest.clone(),
             size,
         });
-        let mut attempt = 0;
-        loop {
-            let resp = client.get_blob(repo, &digest)?;
-            let failed = Arc::new(AtomicBool::new(false));
-            let reader = NetReader {
-                inner: resp.body,
-                failed: failed.clone(),
-            };
-            let res = store.ingest(Some(lease), reader, Some((&digest, size)));
-            let retryable = match &res {
-                Ok(_) => false,
-                Err(StoreError::BlobRejected {
-                    source: VerifyError::TooShort { .. },
-                }) => true,
-                Err(_) => failed.load(Ordering::Relaxed),
-            };
-            match res {
-                Ok(_) => break,
-                Err(e) if retryable && attempt + 1 < client.retry.attempts => {
-                    progress(Event::Retry {
-                        message: format!("blob {digest}: {e}; fetching it again"),
-                    });
-                    std::thread::sleep(client.retry.delay(attempt, None));
-                    attempt += 1;
-                }
-                Err(StoreError::BlobRejected { source }) => {
-                    return Err(RegistryError::BlobRejected {
-                        host: client.host().to_string(),
-                        reference: shown.to_string(),
-                        digest: digest.clone(),
-                        message: source.to_string(),
-                    })
-                }
-                Err(e) if retryable => {
-                    return Err(RegistryError::Transport {
-                        host: client.host().to_string(),
-                        message: format!("blob {digest} of {shown}: {e}"),
-                    })
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        download(store, lease, client, repo, &digest, size, progress, shown)?;
         let _ = store.record_blob_source(&digest, &source);
         progress(Event::BlobDone { digest, size });
         Ok(())

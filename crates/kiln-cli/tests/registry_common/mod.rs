@@ -110,6 +110,8 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Close the connection after this many body bytes (Content-Length still says all).
+    pub cut: Option<usize>,
 }
 
 impl Reply {
@@ -118,7 +120,12 @@ impl Reply {
             status,
             headers: vec![],
             body: vec![],
+            cut: None,
         }
+    }
+    pub fn cut_after(mut self, n: usize) -> Reply {
+        self.cut = Some(n);
+        self
     }
     pub fn header(mut self, k: &str, v: &str) -> Reply {
         self.headers.push((k.to_string(), v.to_string()));
@@ -250,7 +257,8 @@ fn write_reply(s: &mut TcpStream, method: &str, r: &Reply) -> std::io::Result<()
     head.push_str("\r\n");
     s.write_all(head.as_bytes())?;
     if method != "HEAD" {
-        s.write_all(&r.body)?;
+        let n = r.cut.unwrap_or(r.body.len()).min(r.body.len());
+        s.write_all(&r.body[..n])?;
     }
     s.flush()?;
     let _ = s.shutdown(Shutdown::Both);
