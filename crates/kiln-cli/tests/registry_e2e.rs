@@ -532,6 +532,21 @@ fn token_auth_registry_push_and_pull() {
     assert!(o.status.success(), "{}", err_str(&o));
     assert_eq!(stored_digest(&puller, &dest), digest);
     puller.assert_store_clean();
+    // A cross-repository mount needs pull on the source repository too: the registry's
+    // challenge names both scopes and the token asked for must cover them.
+    let second = format!("{TOKEN_REGISTRY}/{}:1", repo("token-mount"));
+    let o = env
+        .cmd(&["push", "busybox", &second])
+        .env("REGISTRY_AUTH_FILE", &auth)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", err_str(&o));
+    assert_eq!(
+        err_str(&o).matches("mounted from").count(),
+        2,
+        "{}",
+        err_str(&o)
+    );
 }
 
 #[test]
