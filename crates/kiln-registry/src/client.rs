@@ -255,7 +255,7 @@ impl Client {
             host: self.host.clone(),
             challenge: format!("realm {realm:?} is not an http(s) URL"),
         })?;
-        if !hostname(realm_authority).eq_ignore_ascii_case(hostname(&self.endpoint_host)) {
+        if !realm_allowed(&self.host, &self.endpoint_host, realm_authority) {
             return Err(RegistryError::ForeignRealm {
                 host: self.host.clone(),
                 realm_host: realm_authority.to_string(),
@@ -683,6 +683,15 @@ impl Client {
     }
 }
 
+/// A token realm may be on the registry's host name (any port). The one exception is
+/// Docker Hub, whose registry (`registry-1.docker.io`) has always sent clients to
+/// `auth.docker.io`; that pair is fixed here rather than trusted from the challenge.
+fn realm_allowed(host: &str, endpoint_host: &str, realm_authority: &str) -> bool {
+    let realm = hostname(realm_authority);
+    realm.eq_ignore_ascii_case(hostname(endpoint_host))
+        || (host == "docker.io" && realm.eq_ignore_ascii_case("auth.docker.io"))
+}
+
 pub fn pull_scope(repo: &str) -> String {
     format!("repository:{repo}:pull")
 }
@@ -924,6 +933,35 @@ mod tests {
         );
         assert!(r.delay(10, None) <= r.max_delay);
         assert!(r.delay(1, None) > r.delay(0, None));
+    }
+
+    #[test]
+    fn token_realm_must_be_on_the_registry_host() {
+        assert!(realm_allowed(
+            "127.0.0.1:5002",
+            "127.0.0.1:5002",
+            "127.0.0.1:5003"
+        ));
+        assert!(!realm_allowed(
+            "127.0.0.1:5002",
+            "127.0.0.1:5002",
+            "localhost:5003"
+        ));
+        assert!(!realm_allowed(
+            "reg.example",
+            "reg.example",
+            "reg.example.evil.com"
+        ));
+        assert!(realm_allowed(
+            "docker.io",
+            "registry-1.docker.io",
+            "auth.docker.io"
+        ));
+        assert!(!realm_allowed(
+            "reg.example",
+            "reg.example",
+            "auth.docker.io"
+        ));
     }
 
     #[test]
