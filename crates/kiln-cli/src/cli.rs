@@ -18,6 +18,11 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILTER")]
     pub log_level: Option<String>,
 
+    /// Allow plain HTTP to this registry (HOST or HOST:PORT; repeatable). Loopback hosts are
+    /// always allowed; others can also be listed in kiln's config.json `insecureRegistries`
+    #[arg(long = "insecure-registry", global = true, value_name = "HOST")]
+    pub insecure_registries: Vec<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -48,6 +53,76 @@ pub enum Command {
     Load(LoadArgs),
     /// Lint a Dockerfile
     Check(CheckArgs),
+    /// Fetch an image from a registry into the store
+    Pull(PullArgs),
+    /// Send an image from the store to a registry
+    Push(PushArgs),
+    /// Store credentials for a registry (in $REGISTRY_AUTH_FILE or ~/.docker/config.json)
+    Login(LoginArgs),
+    /// Remove stored credentials for a registry
+    Logout(LogoutArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RegistryLimitArgs {
+    /// Largest manifest or index accepted from a registry, in bytes
+    #[arg(long, value_name = "BYTES", default_value_t = kiln_registry::DEFAULT_MAX_MANIFEST)]
+    pub max_manifest_size: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    /// Image reference (`registry/repo:tag` or `registry/repo@sha256:…`)
+    pub reference: String,
+    /// Platform to select from a multi-platform image (default: the host's)
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    /// Print only the manifest digest
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub limits: RegistryLimitArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    /// Image in the store (reference or id)
+    pub source: String,
+    /// Destination reference (default: SOURCE, which must then name a registry)
+    pub destination: Option<String>,
+    /// Upload blobs larger than this in chunks of this size, in bytes
+    #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
+    pub chunk_size: u64,
+    /// Print only the manifest digest
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    /// Registry host (`host[:port]`)
+    pub host: String,
+    #[arg(short, long)]
+    pub username: String,
+    /// Read the password from standard input (the only way: never on the command line)
+    #[arg(long, required = true)]
+    pub password_stdin: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LogoutArgs {
+    /// Registry host (`host[:port]`)
+    pub host: String,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PullPolicy {
+    /// Pull every base image, even when the store has it
+    Always,
+    /// Pull base images the store lacks
+    Missing,
+    /// Never pull; a missing base image is an error
+    Never,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -281,6 +356,14 @@ pub struct BuildArgs {
     /// (repeatable; looked up in order after the local cache)
     #[arg(long = "cache-from", value_name = "SPEC")]
     pub cache_from: Vec<String>,
+    /// When to pull base images (FROM, COPY --from=IMAGE) from their registry
+    #[arg(long, value_enum, default_value = "missing")]
+    pub pull: PullPolicy,
+    /// Push the image to the registry of each -t name after the build
+    #[arg(long)]
+    pub push: bool,
+    #[command(flatten)]
+    pub registry_limits: RegistryLimitArgs,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -37,7 +37,9 @@ fn init_tracing(flag: Option<&str>) {
     let filter = flag
         .map(str::to_string)
         .or_else(|| std::env::var("KILN_LOG").ok())
-        .unwrap_or_else(|| "warn".to_string());
+        // The platform verifier logs each certificate failure at ERROR; kiln reports the
+        // failure itself, naming the registry.
+        .unwrap_or_else(|| "warn,rustls_platform_verifier=off".to_string());
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))

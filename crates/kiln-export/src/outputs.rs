@@ -30,6 +30,9 @@ pub enum Output {
     LocalDir(PathBuf),
     /// `None` means standard output.
     RootfsTar(Option<PathBuf>),
+    /// `type=registry,name=REF` (or `type=image,name=REF,push=true`): the image is pushed
+    /// to REF. kiln-export only parses it; the CLI does the push through kiln-registry.
+    Registry(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,6 +58,8 @@ pub fn parse_output(spec: &str) -> std::result::Result<Output, OutputSpecError> 
     let mut kind = None;
     let mut dest = None;
     let mut tar = true;
+    let mut name: Option<String> = None;
+    let mut push = false;
     for field in spec.split(',') {
         let (k, v) = field
             .split_once('=')
@@ -69,11 +74,19 @@ pub fn parse_output(spec: &str) -> std::result::Result<Output, OutputSpecError> 
                     _ => return Err(err("tar must be true or false")),
                 }
             }
-            // Accepted for buildx compatibility; the store is always the local one.
-            "name" | "push" | "compression" | "oci-mediatypes" => {}
+            "name" => name = Some(v.trim().to_string()),
+            "push" => {
+                push = match v {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(err("push must be true or false")),
+                }
+            }
+            // Accepted for buildx compatibility.
+            "compression" | "oci-mediatypes" => {}
             other => {
                 return Err(err(&format!(
-                    "unknown key {other:?} (known: type, dest, tar)"
+                    "unknown key {other:?} (known: type, dest, tar, name, push)"
                 )))
             }
         }
@@ -87,7 +100,14 @@ pub fn parse_output(spec: &str) -> std::result::Result<Output, OutputSpecError> 
             None => Ok(None),
         }
     };
+    let registry_name = || -> std::result::Result<String, OutputSpecError> {
+        name.clone()
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| err(&format!("type={kind} needs name=REFERENCE to push to")))
+    };
     Ok(match kind.as_str() {
+        "registry" => Output::Registry(registry_name()?),
+        "image" if push => Output::Registry(registry_name()?),
         "image" | "store" => Output::Image,
         "docker" => Output::DockerArchive(
             dest_path(true)?.ok_or_else(|| err("dest=- is not supported here"))?,
@@ -104,7 +124,7 @@ pub fn parse_output(spec: &str) -> std::result::Result<Output, OutputSpecError> 
         "tar" => Output::RootfsTar(dest_path(false)?),
         other => {
             return Err(err(&format!(
-                "unknown type {other:?} (known: image, docker, oci, local, tar)"
+                "unknown type {other:?} (known: image, registry, docker, oci, local, tar)"
             )))
         }
     })
@@ -113,7 +133,8 @@ pub fn parse_output(spec: &str) -> std::result::Result<Output, OutputSpecError> 
 /// Writes `item` (an image already in the store) to `output`.
 pub fn write_output(store: &Store, item: SaveItem, output: &Output) -> Result<()> {
     match output {
-        Output::Image => Ok(()),
+        // Pushing is the caller's (kiln-export does not talk to registries).
+        Output::Image | Output::Registry(_) => Ok(()),
         Output::DockerArchive(p) => write_archive(store, item, ArchiveFormat::Docker, p),
         Output::OciArchive(p) => write_archive(store, item, ArchiveFormat::Oci, p),
         Output::OciLayout(dir) => write_layout(store, &item, dir),
@@ -264,6 +285,15 @@ mod tests {
     #[test]
     fn parses_buildx_words() {
         assert_eq!(parse_output("type=image").unwrap(), Output::Image);
+        assert_eq!(
+            parse_output("type=registry,name=localhost:5000/a:b").unwrap(),
+            Output::Registry("localhost:5000/a:b".into())
+        );
+        assert_eq!(
+            parse_output("type=image,name=r.example/a,push=true").unwrap(),
+            Output::Registry("r.example/a".into())
+        );
+        assert!(parse_output("type=registry").is_err());
         assert_eq!(
             parse_output("type=docker,dest=a.tar").unwrap(),
             Output::DockerArchive("a.tar".into())

@@ -22,6 +22,14 @@ pub fn unique_name(prefix: &str) -> String {
 /// then fsyncs the directory: readers see the old or the new file, never a partial one.
 /// The error says which step failed on which path.
 pub fn write_file(dest: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_file_mode(dest, bytes, 0o666)
+}
+
+/// [`write_file`] with the permission bits the file is created with (before the umask).
+/// Secrets (credential files) pass 0o600 so no reader ever sees them world-readable, not
+/// even between create and a later chmod.
+pub fn write_file_mode(dest: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let dir = dest.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(unique_name(".tmp"));
     let step = |what: &str, p: &Path| {
@@ -33,6 +41,7 @@ pub fn write_file(dest: &Path, bytes: &[u8]) -> io::Result<()> {
         let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(mode)
             .open(&tmp)
             .map_err(step("create", &tmp))?;
         f.write_all(bytes).map_err(step("write", &tmp))?;
@@ -61,5 +70,17 @@ mod tests {
         assert_eq!(fs::read(&p).unwrap(), b"two");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
         assert!(write_file(&dir.path().join("missing/f"), b"x").is_err());
+    }
+
+    #[test]
+    fn mode_is_set_at_creation() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("secret.json");
+        write_file_mode(&p, b"{}", 0o600).unwrap();
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 }

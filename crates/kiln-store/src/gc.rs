@@ -253,6 +253,7 @@ impl Store {
                 }
                 match fs::remove_file(&b.path) {
                     Ok(()) => {
+                        self.forget_blob_sources(&b.digest);
                         report.blobs_removed += 1;
                         report.bytes_freed += b.size;
                     }

@@ -5,7 +5,7 @@
 //! manifest is selected, as docker does on pull.
 
 use crate::error::{Result, StoreError};
-use crate::index::{descriptor_digest, IndexEntry};
+use crate::index::{descriptor_digest, IndexEntry, ANNOTATION_INDEX_DIGEST};
 use crate::layout::Store;
 use kiln_oci::media::{manifest_kind, ManifestKind};
 use kiln_oci::spec::{
@@ -91,6 +91,18 @@ struct Loaded {
     manifest_descriptor: Descriptor,
     manifest: ImageManifest,
     id: Digest,
+}
+
+impl Loaded {
+    /// Was this entry pulled through the multi-platform index `d`?
+    fn pinned_by(&self, d: &Digest) -> bool {
+        self.entry
+            .descriptor
+            .annotations()
+            .as_ref()
+            .and_then(|a| a.get(ANNOTATION_INDEX_DIGEST))
+            .is_some_and(|v| v == &d.to_string())
+    }
 }
 
 impl Store {
@@ -225,6 +237,7 @@ impl Store {
                     l.id == d
                         || l.digest == d
                         || l.manifest_descriptor.digest().as_ref() == d.to_string()
+                        || l.pinned_by(&d)
                 })
                 .collect();
             return if hits.is_empty() {
@@ -238,7 +251,7 @@ impl Store {
                 let hits: Vec<Loaded> = self
                     .load_all()?
                     .into_iter()
-                    .filter(|l| &l.digest == d || &l.id == d)
+                    .filter(|l| &l.digest == d || &l.id == d || l.pinned_by(d))
                     .collect();
                 return if hits.is_empty() {
                     Err(not_found())

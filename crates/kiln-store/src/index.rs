@@ -13,6 +13,10 @@ use std::collections::HashMap;
 
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 pub const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
+/// On an index.json entry for one platform's manifest pulled through a multi-platform
+/// index: that index's digest, so `name@<index digest>` (how images are usually pinned)
+/// still finds the image although only the platform manifest is stored.
+pub const ANNOTATION_INDEX_DIGEST: &str = "io.kiln.image.index.digest";
 
 /// One entry of index.json.
 #[derive(Debug, Clone)]
@@ -164,7 +168,15 @@ impl Store {
         self.update_index(|manifests| {
             if !manifests.iter().any(|d| d.digest() == target.digest()) {
                 let mut entry = target.clone();
-                entry.set_annotations(None);
+                // Names are dropped (this entry is the nameless one); the index digest an
+                // image was pinned by is kept so the pin still resolves.
+                let kept: Option<HashMap<String, String>> =
+                    entry.annotations().as_ref().and_then(|a| {
+                        a.get(ANNOTATION_INDEX_DIGEST).map(|v| {
+                            HashMap::from([(ANNOTATION_INDEX_DIGEST.to_string(), v.clone())])
+                        })
+                    });
+                entry.set_annotations(kept);
                 manifests.push(entry);
             }
             Ok(())

@@ -9,6 +9,7 @@
 //! <root>/kiln/locks/index.lock      guards index.json read-modify-write
 //! <root>/kiln/locks/gc.lock         orders blob commits against prune's deletions
 //! <root>/kiln/leases/<id>           live writers' blob lists (see lease.rs)
+//! <root>/kiln/sources/<alg>/<hex>   registry repositories a blob was seen in (sources.rs)
 //! ```
 
 use crate::error::{Result, StoreError};

@@ -27,13 +27,16 @@ mod layout;
 mod lease;
 mod lock;
 mod root;
+mod sources;
 
 pub use blob::{BlobInfo, BlobWriter};
 pub use error::{Result, StoreError};
 pub use fsck::{CorruptBlob, FsckReport, MissingBlob};
 pub use gc::{DiskUsage, PruneReport};
 pub use images::{host_platform, ImageRecord, ResolvedImage};
-pub use index::{IndexEntry, ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME};
+pub use index::{
+    IndexEntry, ANNOTATION_CONTAINERD_NAME, ANNOTATION_INDEX_DIGEST, ANNOTATION_REF_NAME,
+};
 pub use layout::Store;
 pub use lease::Lease;
 pub use root::{default_root, resolve_root};

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-pub fn build(store: &Store, a: &BuildArgs) -> Result<ExitCode> {
+pub fn build(store: &Store, a: &BuildArgs, insecure: &[String]) -> Result<ExitCode> {
     let context_dir = std::fs::canonicalize(&a.context)
         .with_context(|| format!("build context {}", a.context.display()))?;
     let dockerfile = a
@@ -51,7 +51,40 @@ pub fn build(store: &Store, a: &BuildArgs) -> Result<ExitCode> {
     let ssh = parse_ssh(&a.ssh)?;
     let cache_args = super::build_cache::parse(&a.cache_from, &a.cache_to)?;
 
-    let resolver = |r: &Reference| -> Result<ImageConfig, String> { base_config(store, r) };
+    if a.push && tags.is_empty() {
+        bail!("--push needs at least one -t NAME to push to");
+    }
+    let push_refs: Vec<Reference> = outputs
+        .iter()
+        .filter_map(|o| match o {
+            BuildOutput::Registry(name) => Some(
+                Reference::parse(name)
+                    .with_context(|| format!("--output type=registry,name={name}")),
+            ),
+            _ => None,
+        })
+        .collect::<Result<_>>()?;
+    let base_platform = match &a.platform {
+        Some(p) => kiln_registry::PlatformSpec::parse(p)
+            .ok_or_else(|| anyhow!("--platform {p:?}: expected os/arch[/variant]"))?,
+        None => kiln_registry::PlatformSpec::host(),
+    };
+    let puller = super::registry::BasePuller::new(
+        store,
+        a.pull,
+        super::registry::Registries::new(insecure, a.quiet)?,
+        kiln_registry::PullOptions {
+            selection: kiln_registry::Selection::Platform(base_platform),
+            max_manifest_size: a.registry_limits.max_manifest_size,
+            ..kiln_registry::PullOptions::default()
+        },
+    );
+    // FROM: the frontend asks for each base image's config; pull it first when the policy
+    // says so, so the executor later finds it in the store.
+    let resolver = |r: &Reference| -> Result<ImageConfig, String> {
+        puller.ensure(r)?;
+        base_config(store, r)
+    };
     let mut fopts = FrontendOptions::new(&src, &resolver);
     fopts.build_args = build_args;
     fopts.target = a.target.clone();
@@ -83,6 +116,13 @@ pub fn build(store: &Store, a: &BuildArgs) -> Result<ExitCode> {
         }
         if let Some(w) = &plan.unused_build_args_warning {
             eprintln!("{w}");
+        }
+    }
+
+    // COPY --from=IMAGE reaches the graph without a resolver call: pull those images too.
+    for v in plan.graph.vertices() {
+        if let kiln_graph::Op::Source(kiln_graph::SourceOp::Image { reference, .. }) = &v.op {
+            puller.ensure(reference).map_err(|e| anyhow!(e))?;
         }
     }
 
@@ -311,6 +351,23 @@ pub fn build(store: &Store, a: &BuildArgs) -> Result<ExitCode> {
             name: tags.first().cloned(),
         };
         kiln_export::write_output(store, item, out)?;
+    }
+    let mut pushes: Vec<Reference> = Vec::new();
+    if a.push {
+        pushes.extend(tags.iter().cloned());
+    }
+    pushes.extend(push_refs);
+    if !pushes.is_empty() {
+        let digest = Digest::try_from(written.manifest.digest())
+            .map_err(|e| anyhow!("internal: image digest: {e}"))?;
+        for r in &pushes {
+            puller.regs.push(
+                store,
+                &digest.to_string(),
+                r,
+                &kiln_registry::PushOptions::default(),
+            )?;
+        }
     }
     if let Some(p) = &a.iidfile {
         std::fs::write(p, written.id.to_string())

@@ -6,6 +6,7 @@ mod check;
 mod exchange;
 mod images;
 mod maintenance;
+mod registry;
 mod run;
 
 use crate::cli::{Cli, Command, LimitArgs};
@@ -16,6 +17,7 @@ use std::process::ExitCode;
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let root = cli.root;
+    let insecure = cli.insecure_registries;
     let store = || open_store(root.clone());
     match cli.command {
         Command::Images(a) => images::images(&store()?, &a),
@@ -28,7 +30,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Save(a) => exchange::save(&store()?, &a),
         Command::Load(a) => exchange::load(&store()?, &a),
         Command::Check(a) => check::check(&a),
-        Command::Build(a) => build::build(&store()?, &a),
+        Command::Build(a) => build::build(&store()?, &a, &insecure),
+        Command::Pull(a) => registry::pull(&store()?, &a, &insecure),
+        Command::Push(a) => registry::push(&store()?, &a, &insecure),
+        Command::Login(a) => registry::login(&a, &insecure),
+        Command::Logout(a) => registry::logout(&a),
         Command::Run(a) => run::run(&store()?, &a),
     }
 }

@@ -1,0 +1,581 @@
+//! kiln pull / push / build against the real test registries (Debian's docker-registry
+//! started by scripts/registry.sh), judged by skopeo.
+
+mod common;
+mod registry_common;
+
+use common::*;
+use registry_common::*;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+/// An env with busybox imported; `None` (skip) when the tools are missing.
+fn setup() -> Option<Env> {
+    registries()?;
+    if !need("skopeo") {
+        return None;
+    }
+    let env = Env::new();
+    busybox_image(&env)?;
+    Some(env)
+}
+
+#[test]
+fn push_then_pull_round_trip_and_rerun_sends_nothing() {
+    let Some(env) = setup() else { return };
+    let dest = format!("{PLAIN}/{}:1", repo("busybox"));
+    let o = env.run(&["push", "busybox", &dest]);
+    assert!(o.status.success(), "{}", err_str(&o));
+    let digest = out_str(&o).trim().to_string();
+    assert_eq!(digest, stored_digest(&env, "busybox"));
+    let err = err_str(&o);
+    assert!(err.contains("uploading"), "{err}");
+    // skopeo sees the same manifest digest and layers.
+    let v = skopeo_inspect(&dest, &[]);
+    assert_eq!(v["Digest"], digest.as_str());
+    assert_eq!(v["Layers"].as_array().unwrap().len(), 1);
+    let layers = env.layer_digests("busybox");
+    assert_eq!(v["Layers"][0], layers[0].as_str());
+
+    // A second push finds every blob present and uploads nothing.
+    let o = env.run(&["push", "busybox", &dest]);
+    assert!(o.status.success(), "{}", err_str(&o));
+    let err = err_str(&o);
+    assert!(!err.contains("uploading"), "{err}");
+    assert_eq!(err.matches("already in the registry").count(), 2, "{err}");
+
+    // Pull into an empty store: same digest, same layers, fsck clean.
+    let other = Env::new();
+    other.ok(&["pull", &dest]);
+    assert_eq!(stored_digest(&other, &dest), digest);
+    assert_eq!(other.layer_digests(&dest), layers);
+    other.assert_store_clean();
+    // Pulling again downloads nothing.
+    let o = other.run(&["pull", &dest]);
+    assert!(o.status.success());
+    assert!(!err_str(&o).contains("downloading"), "{}", err_str(&o));
+}
+
+#[test]
+fn digest_pinned_pull_and_push() {
+    let Some(env) = setup() else { return };
+    let name = format!("{PLAIN}/{}", repo("pinned"));
+    let digest = env
+        .ok(&["push", "busybox", &format!("{name}:v1")])
+        .trim()
+        .to_string();
+    let other = Env::new();
+    let pinned = format!("{name}@{digest}");
+    other.ok(&["pull", &pinned]);
+    let ins = other.inspect(&pinned);
+    assert_eq!(ins["Id"], env.inspect("busybox")["Id"]);
+    other.assert_store_clean();
+    // A digest the registry does not have: a not-found error naming the reference.
+    let bogus = format!("{name}@sha256:{}", "0".repeat(64));
+    let (_, err) = other.fail(&["pull", &bogus]);
+    assert!(
+        err.contains("not found") && err.contains(&"0".repeat(64)),
+        "{err}"
+    );
+    // Push to a digest-pinned destination: accepted when it matches, refused otherwise.
+    env.ok(&["push", "busybox", &format!("{name}@{digest}")]);
+    let (_, err) = env.fail(&["push", "busybox", &bogus]);
+    assert!(err.contains("not the"), "{err}");
+}
+
+#[test]
+fn chunked_upload_and_cross_repository_mount() {
+    let Some(env) = setup() else { return };
+    let a = format!("{PLAIN}/{}:1", repo("chunked"));
+    // 64 KiB chunks: the ~1 MiB busybox layer goes up in many PATCH requests.
+    let o = env.run(&["push", "--chunk-size", "65536", "busybox", &a]);
+    assert!(o.status.success(), "{}", err_str(&o));
+    let digest = out_str(&o).trim().to_string();
+    assert!(!err_str(&o).contains("mounted"), "{}", err_str(&o));
+    assert_eq!(skopeo_inspect(&a, &[])["Digest"], digest.as_str());
+    // Pulling it back proves the chunks were assembled in order.
+    let other = Env::new();
+    other.ok(&["pull", &a]);
+    other.assert_store_clean();
+
+    // The store now knows the blobs are in `a`'s repository: a push to another repository
+    // of the same registry mounts them instead of uploading.
+    let b = format!("{PLAIN}/{}:1", repo("mounted"));
+    let o = env.run(&["push", "busybox", &b]);
+    assert!(o.status.success(), "{}", err_str(&o));
+    let err = err_str(&o);
+    assert_eq!(err.matches("mounted from").count(), 2, "{err}");
+    assert!(!err.contains("uploading"), "{err}");
+    assert_eq!(skopeo_inspect(&b, &[])["Digest"], digest.as_str());
+}
+
+#[test]
+fn skopeo_interop_both_ways() {
+    let Some(env) = setup() else { return };
+    // kiln push → skopeo copy to another repository → same digest.
+    let src = format!("{PLAIN}/{}:1", repo("from-kiln"));
+    let digest = env.ok(&["push", "busybox", &src]).trim().to_string();
+    let copy = format!("{PLAIN}/{}:1", repo("skopeo-copy"));
+    sh_ok(Command::new("skopeo").args([
+        "copy",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        &format!("docker://{src}"),
+        &format!("docker://{copy}"),
+    ]));
+    assert_eq!(skopeo_inspect(&copy, &[])["Digest"], digest.as_str());
+
+    // skopeo push (as Docker schema2, converted by skopeo) → kiln pull → kiln build FROM it.
+    let archive = env.path("bb.tar");
+    env.ok(&["save", "-o", archive.to_str().unwrap(), "busybox"]);
+    let theirs = format!("{PLAIN}/{}:v2s2", repo("from-skopeo"));
+    sh_ok(Command::new("skopeo").args([
+        "copy",
+        "--dest-tls-verify=false",
+        "--format",
+        "v2s2",
+        &format!("docker-archive:{}", archive.display()),
+        &format!("docker://{theirs}"),
+    ]));
+    let raw = sh_ok(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{theirs}"),
+    ]));
+    assert!(
+        raw.contains("application/vnd.docker.distribution.manifest.v2+json"),
+        "{raw}"
+    );
+    let their_digest = skopeo_inspect(&theirs, &[])["Digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let other = Env::new();
+    other.ok(&["pull", &theirs]);
+    assert_eq!(stored_digest(&other, &theirs), their_digest);
+    let ctx = context(
+        &other,
+        "ctx",
+        &[(
+            "Dockerfile",
+            &format!("FROM {theirs}\nRUN echo built-on-skopeo > /marker\n"),
+        )],
+    );
+    build_tag(&other, &ctx, "on-skopeo", &["--pull", "never"]);
+    let out = other.ok(&["run", "--rm", "on-skopeo", "cat", "/marker"]);
+    assert_eq!(out.trim(), "built-on-skopeo");
+    other.assert_store_clean();
+}
+
+#[test]
+fn build_pulls_base_on_demand_and_pushes() {
+    let Some(env) = setup() else { return };
+    let base = format!("{PLAIN}/{}:base", repo("base"));
+    env.ok(&["push", "busybox", &base]);
+
+    let builder = Env::new();
+    let ctx = context(
+        &builder,
+        "ctx",
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM {base}\nCOPY --from={base} /bin/busybox /copied-busybox\nRUN echo hi > /hi\n"
+            ),
+        )],
+    );
+    // --pull never: the base is not in the empty store, and nothing may be fetched.
+    let (_, err) = builder.fail(&["build", "--pull", "never", "-t", "x", ctx.to_str().unwrap()]);
+    assert!(err.contains("not in the local store"), "{err}");
+    assert!(builder.references().is_empty() || !builder.references().contains(&base));
+
+    // Default (--pull missing): FROM and COPY --from pull the base, then --push sends the
+    // result to the -t name, and --output type=registry to a second name.
+    let out = format!("{PLAIN}/{}:built", repo("built"));
+    let out2 = format!("{PLAIN}/{}:also", repo("built2"));
+    let spec = format!("type=registry,name={out2}");
+    let o = builder.run(&[
+        "build",
+        "--progress",
+        "plain",
+        "-t",
+        &out,
+        "--push",
+        "-o",
+        &spec,
+        ctx.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", err_str(&o));
+    assert!(builder.references().contains(&base), "base pulled");
+    let digest = stored_digest(&builder, &out);
+    assert_eq!(skopeo_inspect(&out, &[])["Digest"], digest.as_str());
+    assert_eq!(skopeo_inspect(&out2, &[])["Digest"], digest.as_str());
+    // The pushed image has the base's layer below the build's own.
+    let layers = skopeo_inspect(&out, &[])["Layers"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(layers[0], env.layer_digests("busybox")[0].as_str());
+    assert_eq!(layers.len(), 3);
+
+    // --pull always fetches again (the manifest is resolved anew) and the build still works.
+    let o = builder.run(&[
+        "build",
+        "--pull",
+        "always",
+        "-t",
+        "y",
+        ctx.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", err_str(&o));
+    assert!(
+        err_str(&o).contains("already in the store"),
+        "{}",
+        err_str(&o)
+    );
+    builder.assert_store_clean();
+}
+
+#[test]
+fn tls_registry_with_basic_auth_login_logout() {
+    let Some(dir) = registries() else { return };
+    let Some(env) = setup() else { return };
+    let cfg = env.path("config");
+    let auth = env.path("auth.json");
+    let with = |c: &mut Command| {
+        c.env("XDG_CONFIG_HOME", &cfg)
+            .env("REGISTRY_AUTH_FILE", &auth);
+    };
+    let run = |args: &[&str], stdin: Option<&str>| {
+        let mut c = env.cmd(args);
+        with(&mut c);
+        c.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        {
+            use std::io::Write;
+            let mut sin = child.stdin.take().unwrap();
+            if let Some(s) = stdin {
+                sin.write_all(s.as_bytes()).unwrap();
+            }
+        }
+        child.wait_with_output().unwrap()
+    };
+    let dest = format!("{TLS}/{}:1", repo("secure"));
+
+    // No CA yet: a TLS error that says where the CA goes.
+    let o = run(&["push", "busybox", &dest], None);
+    assert!(!o.status.success());
+    let err = err_str(&o);
+    assert!(err.contains("certs.d") && err.contains(TLS), "{err}");
+
+    // CA in kiln's certs.d: TLS works, but the registry wants credentials.
+    let certs = cfg.join("kiln/certs.d").join(TLS);
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(dir.join("ca.crt"), certs.join("ca.crt")).unwrap();
+    let o = run(&["push", "busybox", &dest], None);
+    assert!(!o.status.success());
+    let err = err_str(&o);
+    assert!(err.contains("kiln login"), "{err}");
+
+    // A wrong password is refused and nothing is stored.
+    let o = run(
+        &["login", TLS, "-u", USER, "--password-stdin"],
+        Some("wrong\n"),
+    );
+    assert!(!o.status.success());
+    assert!(
+        !err_str(&o).contains("wrong"),
+        "password echoed: {}",
+        err_str(&o)
+    );
+    assert!(!auth.exists());
+
+    let o = run(
+        &["login", TLS, "-u", USER, "--password-stdin"],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    assert!(o.status.success(), "{}", err_str(&o));
+    let meta = std::fs::metadata(&auth).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let text = std::fs::read_to_string(&auth).unwrap();
+    assert!(text.contains(TLS) && !text.contains(PASSWORD), "{text}");
+
+    let o = run(&["push", "busybox", &dest], None);
+    assert!(o.status.success(), "{}", err_str(&o));
+    let digest = out_str(&o).trim().to_string();
+    let v = skopeo_inspect(
+        &dest,
+        &[
+            "--cert-dir",
+            certs.to_str().unwrap(),
+            "--authfile",
+            auth.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(v["Digest"], digest.as_str());
+    assert!(!err_str(&o).contains(PASSWORD));
+
+    let puller = Env::new();
+    let mut c = puller.cmd(&["pull", &dest]);
+    with(&mut c);
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{}", err_str(&o));
+    puller.assert_store_clean();
+
+    let o = run(&["logout", TLS], None);
+    assert!(o.status.success());
+    assert!(!std::fs::read_to_string(&auth).unwrap().contains(TLS));
+    let stranger = Env::new();
+    let mut c = stranger.cmd(&["pull", &dest]);
+    with(&mut c);
+    let o = c.output().unwrap();
+    assert!(!o.status.success());
+    assert!(err_str(&o).contains("kiln login"), "{}", err_str(&o));
+}
+
+#[test]
+fn credential_helper_from_cred_helpers_is_used() {
+    let Some(dir) = registries() else { return };
+    let Some(env) = setup() else { return };
+    let cfg = env.path("config");
+    let certs = cfg.join("kiln/certs.d").join(TLS);
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(dir.join("ca.crt"), certs.join("ca.crt")).unwrap();
+    // A docker credential helper that knows only the TLS test registry.
+    let bin = env.path("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-kilntest");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nread host\nif [ \"$1\" = get ] && [ \"$host\" = {TLS} ]; then\n  printf '{{\"ServerURL\":\"%s\",\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}' \"$host\"\n  exit 0\nfi\necho 'credentials not found in native keychain'\nexit 1\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let auth = env.path("helper-auth.json");
+    std::fs::write(
+        &auth,
+        format!(r#"{{"credHelpers":{{"{TLS}":"kilntest"}}}}"#),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let dest = format!("{TLS}/{}:1", repo("helper"));
+    let o = env
+        .cmd(&["push", "busybox", &dest])
+        .env("XDG_CONFIG_HOME", &cfg)
+        .env("REGISTRY_AUTH_FILE", &auth)
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", err_str(&o));
+    // Without the helper on PATH the same auth file gives a clear error naming it.
+    let o = env
+        .cmd(&["push", "busybox", &dest])
+        .env("XDG_CONFIG_HOME", &cfg)
+        .env("REGISTRY_AUTH_FILE", &auth)
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        err_str(&o).contains("docker-credential-kilntest"),
+        "{}",
+        err_str(&o)
+    );
+}
+
+#[test]
+fn index_digest_pin_selects_host_platform_and_resolves_in_build() {
+    let Some(env) = setup() else { return };
+    let m = stored_digest(&env, "busybox");
+    let m_size = std::fs::metadata(env.blob_path(&m)).unwrap().len();
+    let host_arch = env.inspect("busybox")["Config"]["architecture"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let other_arch = if host_arch == "s390x" {
+        "ppc64le"
+    } else {
+        "s390x"
+    };
+    // An OCI layout with a two-platform index over busybox's manifest, pushed by skopeo.
+    let layout = env.path("layout");
+    std::fs::create_dir_all(&layout).unwrap();
+    sh_ok(
+        Command::new("cp")
+            .arg("-r")
+            .arg(env.root.join("blobs"))
+            .arg(layout.join("blobs")),
+    );
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    let index = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{m}","size":{m_size},"platform":{{"os":"linux","architecture":"{other_arch}"}}}},{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{m}","size":{m_size},"platform":{{"os":"linux","architecture":"{host_arch}"}}}}]}}"#
+    );
+    let idx = kiln_oci::Digest::of_bytes(index.as_bytes());
+    std::fs::write(layout.join("blobs/sha256").join(idx.hex()), &index).unwrap();
+    std::fs::write(
+        layout.join("index.json"),
+        format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"{idx}","size":{},"annotations":{{"org.opencontainers.image.ref.name":"multi"}}}}]}}"#,
+            index.len()
+        ),
+    )
+    .unwrap();
+    let name = format!("{PLAIN}/{}", repo("multi"));
+    sh_ok(Command::new("skopeo").args([
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:multi", layout.display()),
+        &format!("docker://{name}:multi"),
+    ]));
+    let raw = sh_ok(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{name}:multi"),
+    ]));
+    assert_eq!(kiln_oci::Digest::of_bytes(raw.as_bytes()), idx, "{raw}");
+
+    // FROM pinned to the index digest: pulled on demand (host platform picked), then found
+    // by that digest although only the platform manifest is stored.
+    let builder = Env::new();
+    let ctx = context(
+        &builder,
+        "ctx",
+        &[(
+            "Dockerfile",
+            &format!("FROM {name}@{idx}\nRUN echo ok > /ok\n"),
+        )],
+    );
+    build_tag(&builder, &ctx, "pinned-build", &[]);
+    let ins = builder.inspect(&format!("{name}@{idx}"));
+    assert_eq!(ins["Id"], env.inspect("busybox")["Id"]);
+    // A second build does not pull again.
+    let o = builder.run(&[
+        "build",
+        "--pull",
+        "never",
+        "-t",
+        "again",
+        ctx.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", err_str(&o));
+    // Asking for a platform the index lacks names what it has.
+    let (_, err) = builder.fail(&[
+        "pull",
+        "--platform",
+        "linux/riscv64",
+        &format!("{name}@{idx}"),
+    ]);
+    assert!(
+        err.contains("linux/riscv64") && err.contains(other_arch),
+        "{err}"
+    );
+    builder.assert_store_clean();
+}
+
+#[test]
+fn token_auth_registry_push_and_pull() {
+    let Some(dir) = registries() else { return };
+    let Some(env) = setup() else { return };
+    let Some(_tokens) = token_server(&dir) else {
+        eprintln!("SKIPPED: 127.0.0.1:5003 (the test token server's port) is taken");
+        return;
+    };
+    let dest = format!("{TOKEN_REGISTRY}/{}:1", repo("token"));
+    // Without credentials the token server refuses: a clear authentication error.
+    let (_, err) = env.fail(&["push", "busybox", &dest]);
+    assert!(
+        err.contains(TOKEN_REGISTRY) && err.contains("refused"),
+        "{err}"
+    );
+    let auth = env.path("auth.json");
+    let o = env
+        .cmd(&["login", TOKEN_REGISTRY, "-u", USER, "--password-stdin"])
+        .env("REGISTRY_AUTH_FILE", &auth)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(PASSWORD.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(o.status.success(), "{}", err_str(&o));
+    let o = env
+        .cmd(&["push", "busybox", &dest])
+        .env("REGISTRY_AUTH_FILE", &auth)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", err_str(&o));
+    let digest = out_str(&o).trim().to_string();
+    let puller = Env::new();
+    let o = puller
+        .cmd(&["pull", &dest])
+        .env("REGISTRY_AUTH_FILE", &auth)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", err_str(&o));
+    assert_eq!(stored_digest(&puller, &dest), digest);
+    puller.assert_store_clean();
+    // A cross-repository mount needs pull on the source repository too: the registry's
+    // challenge names both scopes and the token asked for must cover them.
+    let second = format!("{TOKEN_REGISTRY}/{}:1", repo("token-mount"));
+    let o = env
+        .cmd(&["push", "busybox", &second])
+        .env("REGISTRY_AUTH_FILE", &auth)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", err_str(&o));
+    assert_eq!(
+        err_str(&o).matches("mounted from").count(),
+        2,
+        "{}",
+        err_str(&o)
+    );
+}
+
+#[test]
+fn missing_default_creds_store_falls_back_to_auths() {
+    let Some(dir) = registries() else { return };
+    let Some(env) = setup() else { return };
+    let cfg = env.path("config");
+    let certs = cfg.join("kiln/certs.d").join(TLS);
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(dir.join("ca.crt"), certs.join("ca.crt")).unwrap();
+    // docker sets credsStore for every host; when its helper is not installed the
+    // credentials in `auths` still work.
+    let auth = env.path("store-auth.json");
+    let basic =
+        sh_ok(Command::new("sh").args(["-c", &format!("printf %s '{USER}:{PASSWORD}' | base64")]));
+    std::fs::write(
+        &auth,
+        format!(
+            r#"{{"credsStore":"kiln-test-not-installed","auths":{{"{TLS}":{{"auth":"{}"}}}}}}"#,
+            basic.trim()
+        ),
+    )
+    .unwrap();
+    let dest = format!("{TLS}/{}:1", repo("nostore"));
+    let o = env
+        .cmd(&["push", "busybox", &dest])
+        .env("XDG_CONFIG_HOME", &cfg)
+        .env("REGISTRY_AUTH_FILE", &auth)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", err_str(&o));
+}
