@@ -116,7 +116,7 @@ impl Snapshots {
                 active.xattr,
                 active.id_map.as_ref(),
             )?;
-            crate::util::remove_tree(&m.root)?;
+            crate::util::remove_tree(&m.root, active.runner.as_deref())?;
         }
         let upper = SafeRoot::open(&active.upper)?;
         remove_mountpoint_stubs(&upper, &active, &opts.exclude_mountpoints)?;
@@ -148,7 +148,7 @@ impl Snapshots {
                 origin: "commit".into(),
             },
         )?;
-        let created = publish(&staging, &self.snapshot_dir(&id))?;
+        let created = publish(&staging, &self.snapshot_dir(&id), self.runner.as_deref())?;
         let media_type = kiln_oci::media::oci_layer_type(layer.compression);
         drop(active); // removes work/ and the rest of the active dir
         Ok(Committed {
