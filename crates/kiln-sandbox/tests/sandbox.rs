@@ -650,7 +650,10 @@ fn namespace_helper_owns_subordinate_ids() {
     h.call(&format!("chown 1234:1234 {}", d.join("f").display()))
         .unwrap();
     let err = h.call("fail because");
-    assert!(matches!(err, Err(Error::Request(ref m)) if m == "because"), "{err:?}");
+    assert!(
+        matches!(err, Err(Error::Request(ref m)) if m == "because"),
+        "{err:?}"
+    );
     // … but the helper can.
     h.call(&format!("remove {}", d.display())).unwrap();
     assert!(!d.exists());

@@ -142,7 +142,10 @@ pub fn serve_in_namespace(request: &str) -> std::result::Result<String, String> 
     match req {
         Request::Remove { path } => {
             if !path.is_absolute() {
-                return Err(format!("refusing to remove relative path {}", path.display()));
+                return Err(format!(
+                    "refusing to remove relative path {}",
+                    path.display()
+                ));
             }
             crate::util::remove_tree(&path, None).map_err(|e| e.to_string())?;
         }
@@ -222,7 +225,8 @@ mod tests {
 
     #[test]
     fn namespace_view_is_the_inside_ids() {
-        let ranges = parse_map("         0       1001          1\n         1     100000      65536\n");
+        let ranges =
+            parse_map("         0       1001          1\n         1     100000      65536\n");
         let m = IdMap::new(ranges);
         assert_eq!(m.to_host(0), Some(0));
         assert_eq!(m.to_host(4321), Some(4321));
@@ -266,6 +270,9 @@ mod tests {
             }
         }
         let e = run(&Failing, "remove", &Request::Remove { path: "/x".into() }).unwrap_err();
-        assert_eq!(e.to_string(), "remove in the user namespace helper: no newuidmap");
+        assert_eq!(
+            e.to_string(),
+            "remove in the user namespace helper: no newuidmap"
+        );
     }
 }

@@ -66,10 +66,7 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 ///
 /// What is left after that (rootless: files owned by subordinate ids, in directories the
 /// user does not own) is removed by `runner` inside the user namespace, when there is one.
-pub(crate) fn remove_tree(
-    path: &Path,
-    runner: Option<&dyn crate::NamespaceRunner>,
-) -> Result<()> {
+pub(crate) fn remove_tree(path: &Path, runner: Option<&dyn crate::NamespaceRunner>) -> Result<()> {
     match fs::remove_dir_all(path) {
         Ok(()) => return Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),

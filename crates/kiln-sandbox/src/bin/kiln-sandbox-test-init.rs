@@ -27,10 +27,13 @@ fn test_request(req: &str) -> Result<String, String> {
             let (u, g) = owner.split_once(':').ok_or("owner is UID:GID")?;
             let u: u32 = u.parse().map_err(|_| "bad uid")?;
             let g: u32 = g.parse().map_err(|_| "bad gid")?;
-            std::os::unix::fs::chown(path, Some(u), Some(g)).map_err(|e| format!("chown {path}: {e}"))?;
+            std::os::unix::fs::chown(path, Some(u), Some(g))
+                .map_err(|e| format!("chown {path}: {e}"))?;
             Ok(String::new())
         }
-        ["remove", path] => std::fs::remove_dir_all(path).map(|()| String::new()).map_err(|e| format!("remove {path}: {e}")),
+        ["remove", path] => std::fs::remove_dir_all(path)
+            .map(|()| String::new())
+            .map_err(|e| format!("remove {path}: {e}")),
         ["fail", msg] => Err((*msg).to_string()),
         _ => Err(format!("unknown request {req:?}")),
     }
