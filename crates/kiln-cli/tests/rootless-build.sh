@@ -185,12 +185,17 @@ check "xattr store: base files owned by the user" "$(id -u "$user")" \
     "$(find "$dir/store-xattr/kiln/snapshots" -path '*/fs/srv/gone' -type f -printf '%U\n' | head -1)"
 rm -rf "$dir/rootstore"
 
-# RUN steps that leave files owned by subordinate ids in directories the user does not own
-# (overlay upper, and the copy snapshotter's materialised root), and a failing RUN that
-# leaves a 0700 one in its active dir: once no image needs them, `kiln prune` as the user
-# removes every snapshot and every file of another owner, and frees the space.
-mkdir -p "$dir/ctx4" "$dir/ctx6"
+# RUN steps that leave files owned by subordinate ids in directories the user cannot read
+# or write (a 0700 one: the layer is written inside the user namespace; the copy
+# snapshotter diffs as the user, so it gets a 0555 one), and a failing RUN that leaves a
+# 0700 one in its active dir: once no image needs them, `kiln prune` as the user removes
+# every snapshot and every file of another owner, and frees the space.
+mkdir -p "$dir/ctx4" "$dir/ctx4c" "$dir/ctx6"
 cat >"$dir/ctx4/Dockerfile" <<'EOF'
+FROM owned
+RUN mkdir -p /priv/sub && echo x > /priv/sub/f && chown -R 1234:1234 /priv && chmod 700 /priv/sub /priv
+EOF
+cat >"$dir/ctx4c/Dockerfile" <<'EOF'
 FROM owned
 RUN mkdir -p /priv/sub && echo x > /priv/sub/f && chown -R 1234:1234 /priv && chmod 555 /priv/sub
 EOF
@@ -198,10 +203,14 @@ cat >"$dir/ctx6/Dockerfile" <<'EOF'
 FROM owned
 RUN mkdir -p /priv/sub && echo x > /priv/sub/f && chown -R 1234:1234 /priv && chmod 700 /priv/sub /priv && false
 EOF
-chown -R "$user" "$dir/ctx4" "$dir/ctx6"
-if as_user "$dir/kiln" build --progress plain --no-cache -t priv "$dir/ctx4" >/dev/null 2>&1 &&
+chown -R "$user" "$dir/ctx4" "$dir/ctx4c" "$dir/ctx6"
+if as_user "$dir/kiln" build --progress plain --no-cache -t priv \
+    --output "type=tar,dest=$dir/out-priv.tar" "$dir/ctx4" >/dev/null 2>&1 &&
     as_user env KILN_SNAPSHOTTER=copy "$dir/kiln" build --progress plain --no-cache \
-        -t priv-copy "$dir/ctx4" >/dev/null 2>&1; then
+        -t priv-copy "$dir/ctx4c" >/dev/null 2>&1; then
+    check "0700 dir of a subordinate id in the layer" "drwx------ 1234/1234" \
+        "$(tar --numeric-owner -tvf "$dir/out-priv.tar" | awk '$6 ~ /^(\.\/)?priv\/?$/ {print $1, $2}')"
+    check "file below it" 1234/1234 "$(owner_of "$dir/out-priv.tar" priv/sub/f)"
     check "a failing RUN fails" failed \
         "$(as_user "$dir/kiln" build --progress plain --no-cache "$dir/ctx6" >/dev/null 2>&1 && echo built || echo failed)"
     check "its active dir is gone" 0 "$(find "$dir/store/kiln/snapshots/active" -mindepth 1 -maxdepth 1 | wc -l)"

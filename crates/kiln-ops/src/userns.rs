@@ -14,6 +14,11 @@ impl kiln_snapshot::NamespaceRunner for Runner {
     fn run(&self, request: &str) -> Result<String, String> {
         self.0.call(request).map_err(|e| e.to_string())
     }
+    fn run_streaming(&self, request: &str, out: &mut dyn std::io::Write) -> Result<String, String> {
+        self.0
+            .call_streaming(request, out)
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// Registers the namespace runner for every `Snapshots` this process opens, when it is

@@ -24,11 +24,12 @@ use rustix::io::FdFlags;
 use rustix::thread::UnshareFlags;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
+use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{ChildStdout, Command};
 
 /// The hidden first argument that makes the kiln binary act as the namespace helper (see
 /// [`namespace_helper_main`]).
@@ -76,6 +77,17 @@ impl NamespaceHelper {
     /// Runs `request` in a fresh helper and returns the handler's answer; a handler
     /// failure is [`Error::Request`]. Blocks until the helper has exited.
     pub fn call(&self, request: &str) -> Result<String, Error> {
+        self.call_inner(request, None)
+    }
+
+    /// [`NamespaceHelper::call`] for a handler that also writes a stream to its standard
+    /// output (e.g. a tar of a tree only the namespace can read): it is copied into `out`
+    /// as it comes.
+    pub fn call_streaming(&self, request: &str, out: &mut dyn Write) -> Result<String, Error> {
+        self.call_inner(request, Some(out))
+    }
+
+    fn call_inner(&self, request: &str, out: Option<&mut dyn Write>) -> Result<String, Error> {
         let (mut sock, child_sock) =
             UnixStream::pair().map_err(|e| Error::Protocol(e.to_string()))?;
         let fd = child_sock.as_raw_fd();
@@ -85,7 +97,11 @@ impl NamespaceHelper {
             .env_clear()
             .current_dir("/")
             .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
+            .stdout(if out.is_some() {
+                std::process::Stdio::piped()
+            } else {
+                std::process::Stdio::null()
+            })
             .stderr(std::process::Stdio::inherit());
         // SAFETY: the hook runs between fork and exec and only calls fcntl
         // (async-signal-safe, no allocation) on a descriptor that stays open in the
@@ -102,7 +118,9 @@ impl NamespaceHelper {
             source,
         })?;
         drop(child_sock);
-        let result = self.converse(&mut sock, request, child.id());
+        let stdout = child.stdout.take();
+        let stream = out.zip(stdout);
+        let result = self.converse(&mut sock, request, child.id(), stream);
         drop(sock);
         if result.is_err() {
             let _ = child.kill();
@@ -114,7 +132,13 @@ impl NamespaceHelper {
         }
     }
 
-    fn converse(&self, sock: &mut UnixStream, request: &str, pid: u32) -> Result<String, Error> {
+    fn converse(
+        &self,
+        sock: &mut UnixStream,
+        request: &str,
+        pid: u32,
+        mut stream: Option<(&mut dyn Write, ChildStdout)>,
+    ) -> Result<String, Error> {
         let proto_err = |e: std::io::Error| Error::Protocol(e.to_string());
         if proto::send(&mut *sock, &Down::Request(request.to_owned())).is_err() {
             return Err(Error::HelperDied(String::new()));
@@ -124,6 +148,12 @@ impl NamespaceHelper {
                 Some(Up::UserNsReady) => {
                     idmap::apply(&self.plan, pid)?;
                     proto::send(&mut *sock, &Down::MapsWritten).map_err(proto_err)?;
+                    // The handler writes its stream, then answers, then exits: read the
+                    // stream to its end first (the answer is small and waits in the socket).
+                    if let Some((out, mut from)) = stream.take() {
+                        std::io::copy(&mut from, out)
+                            .map_err(|e| Error::Protocol(format!("helper output: {e}")))?;
+                    }
                 }
                 Some(Up::Done(Ok(answer))) => return Ok(answer),
                 Some(Up::Done(Err(msg))) => return Err(Error::Request(msg)),

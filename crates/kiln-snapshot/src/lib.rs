@@ -22,7 +22,9 @@
 //! user namespace with that mapping (a re-exec helper registered by the binary, see
 //! [`NamespaceRunner`]; this crate itself creates no namespace), so files get their real
 //! owners — the ones the RUN sandbox shows and RUN upper dirs hold — and trees holding
-//! subordinate-owned files are removed there too (prune, GC, dropped actives). Without a
+//! subordinate-owned files are removed there too (prune, GC, dropped actives); the tar of
+//! an upper dir at commit is written there (it may hold directories only subordinate ids
+//! can read). Without a
 //! range (single-id map) the process cannot chown: files are unpacked owned by the user
 //! and each node meant for another owner keeps that owner in the `user.kiln.owner` xattr
 //! (`"uid:gid"`, container ids), which commits prefer where the node is still the user's;

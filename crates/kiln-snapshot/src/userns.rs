@@ -3,7 +3,9 @@
 //! mapping (container 0 ↔ the user, 1..=N ↔ the `/etc/subuid` range) — base-layer unpacks
 //! (so chown works and files get the host ids the RUN sandbox shows as the image's owners)
 //! and removal of snapshot, active and temp trees a plain `rm` cannot remove (prune, GC,
-//! dropping an active dir). Rootless podman and buildah do the same.
+//! dropping an active dir) — and the one that must *read* them: the tar of a RUN's upper
+//! dir at commit (streamed back on the helper's stdout; compression, hashing and the blob
+//! commit stay in the caller). Rootless podman and buildah do the same.
 //!
 //! This crate does not create the namespace (it must not run processes): the binary
 //! registers a [`NamespaceRunner`] (kiln-ops wires kiln-sandbox's re-exec helper) with
@@ -29,6 +31,13 @@ use crate::{Error, OverlayXattr, Result, SnapshotId, Snapshots};
 /// by handing it to [`serve_in_namespace`] there; returns its answer or error message.
 pub trait NamespaceRunner: Send + Sync + fmt::Debug {
     fn run(&self, request: &str) -> std::result::Result<String, String>;
+    /// [`NamespaceRunner::run`] for a request whose handler also writes a stream to its
+    /// standard output, copied into `out`.
+    fn run_streaming(
+        &self,
+        request: &str,
+        out: &mut dyn std::io::Write,
+    ) -> std::result::Result<String, String>;
 }
 
 static RUNNER: OnceLock<Arc<dyn NamespaceRunner>> = OnceLock::new();
@@ -95,6 +104,12 @@ pub(crate) enum Request {
     },
     /// Remove a tree kiln created.
     Remove { path: PathBuf },
+    /// Write the layer tar (container ids, overlay whiteouts → OCI) of an upper dir to
+    /// standard output: an upper dir may hold directories only subordinate ids can read.
+    WriteTree {
+        upper: PathBuf,
+        clamp_mtime: Option<i64>,
+    },
 }
 
 pub(crate) fn run(runner: &dyn NamespaceRunner, op: &'static str, req: &Request) -> Result<()> {
@@ -103,6 +118,27 @@ pub(crate) fn run(runner: &dyn NamespaceRunner, op: &'static str, req: &Request)
         .run(&json)
         .map(drop)
         .map_err(|detail| Error::Namespace { op, detail })
+}
+
+/// Streams the layer tar of `upper` (written inside the namespace) into `out`.
+pub(crate) fn write_tree_in_namespace<W: std::io::Write>(
+    runner: &dyn NamespaceRunner,
+    upper: &Path,
+    clamp_mtime: Option<i64>,
+    mut out: W,
+) -> Result<W> {
+    let req = Request::WriteTree {
+        upper: std::path::absolute(upper).map_err(Error::io("resolve", upper))?,
+        clamp_mtime,
+    };
+    let json = serde_json::to_string(&req).expect("requests serialise");
+    runner
+        .run_streaming(&json, &mut out)
+        .map_err(|detail| Error::Namespace {
+            op: "write layer",
+            detail,
+        })?;
+    Ok(out)
 }
 
 impl Snapshots {
@@ -148,6 +184,22 @@ pub fn serve_in_namespace(request: &str) -> std::result::Result<String, String> 
                 ));
             }
             crate::util::remove_tree(&path, None).map_err(|e| e.to_string())?;
+        }
+        Request::WriteTree { upper, clamp_mtime } => {
+            use std::io::Write;
+            let root = kiln_fs::SafeRoot::open(&upper).map_err(|e| e.to_string())?;
+            let wopts = kiln_archive::WriteOptions {
+                clamp_mtime,
+                overlay_upper: true,
+                xattrs: true,
+                // Container ids are this namespace's ids; the owner override xattr still
+                // counts where a node is owned by container 0 (an unprivileged COPY).
+                id_map: Some(namespace_view().map_err(|e| format!("read id map: {e}"))?),
+            };
+            let out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+            let mut out =
+                kiln_archive::write_tree(&root, out, &wopts).map_err(|e| e.to_string())?;
+            out.flush().map_err(|e| format!("write layer: {e}"))?;
         }
         Request::Unpack {
             store,
@@ -266,6 +318,13 @@ mod tests {
         struct Failing;
         impl NamespaceRunner for Failing {
             fn run(&self, _: &str) -> std::result::Result<String, String> {
+                Err("no newuidmap".into())
+            }
+            fn run_streaming(
+                &self,
+                _: &str,
+                _: &mut dyn std::io::Write,
+            ) -> std::result::Result<String, String> {
                 Err("no newuidmap".into())
             }
         }
