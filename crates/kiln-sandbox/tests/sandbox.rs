@@ -649,6 +649,24 @@ fn namespace_helper_owns_subordinate_ids() {
     // The user cannot remove it any more (not the owner of a 0700 dir) …
     h.call(&format!("chown 1234:1234 {}", d.join("f").display()))
         .unwrap();
+    // A stream on the helper's stdout (here a file only subordinate ids can read).
+    let big = "0123456789abcdef".repeat(64 * 1024);
+    let bigf = t.path().join("big");
+    std::fs::write(&bigf, &big).unwrap();
+    std::fs::set_permissions(&bigf, std::fs::Permissions::from_mode(0o600)).unwrap();
+    h.call(&format!("chown 1234:1234 {}", bigf.display()))
+        .unwrap();
+    assert!(
+        std::fs::read(&bigf).is_err(),
+        "only the namespace can read it"
+    );
+    let mut streamed = Vec::new();
+    let answer = h
+        .call_streaming(&format!("cat {}", bigf.display()), &mut streamed)
+        .unwrap();
+    assert_eq!(answer, "done");
+    assert_eq!(streamed.len(), big.len());
+    assert!(streamed == big.as_bytes());
     let err = h.call("fail because");
     assert!(
         matches!(err, Err(Error::Request(ref m)) if m == "because"),

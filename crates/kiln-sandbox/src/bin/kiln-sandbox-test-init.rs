@@ -35,6 +35,12 @@ fn test_request(req: &str) -> Result<String, String> {
             .map(|()| String::new())
             .map_err(|e| format!("remove {path}: {e}")),
         ["fail", msg] => Err((*msg).to_string()),
+        ["cat", path] => {
+            let mut f = std::fs::File::open(path).map_err(|e| format!("open {path}: {e}"))?;
+            std::io::copy(&mut f, &mut std::io::stdout().lock())
+                .map_err(|e| format!("read {path}: {e}"))?;
+            Ok("done".into())
+        }
         _ => Err(format!("unknown request {req:?}")),
     }
 }
