@@ -24,11 +24,11 @@
 //! owners — the ones the RUN sandbox shows and RUN upper dirs hold — and trees holding
 //! subordinate-owned files are removed there too (prune, GC, dropped actives); the tar of
 //! an upper dir at commit is written there (it may hold directories only subordinate ids
-//! can read). Without a
-//! range (single-id map) the process cannot chown: files are unpacked owned by the user
-//! and each node meant for another owner keeps that owner in the `user.kiln.owner` xattr
-//! (`"uid:gid"`, container ids), which commits prefer where the node is still the user's;
-//! inside a RUN such files look root-owned (only container 0 exists there anyway).
+//! can read). Without a range (single-id map) the process cannot chown: files are
+//! unpacked owned by the user and each node meant for another owner keeps that owner in
+//! the `user.kiln.owner` xattr (`"uid:gid"`, container ids), which commits prefer where
+//! the node is still the user's; inside a RUN such files look root-owned (only container
+//! 0 exists there anyway).
 //!
 //! On-disk layout:
 //! ```text
