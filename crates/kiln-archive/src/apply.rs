@@ -13,13 +13,12 @@
 //! own, so there the intended container owner is kept in the xattr
 //! [`kiln_fs::OWNER_XATTR`] (`"uid:gid"`) instead, on every node whose owner differs from
 //! what the mapping makes of the unpacker's own ids (container 0:0) — which the tree
-//! writer (`WriteOptions::id_map`) honours. Design choice and trade-off: the alternative,
-//! unpacking inside the build's user namespace (through a sandbox helper re-exec), would
-//! give real host owners that the RUN sandbox sees too, but it needs a process per unpack
-//! and leaves snapshot files the user cannot remove without entering the namespace again
-//! (prune, `rm`). The xattr needs neither; its cost is that the sandbox shows such files as
-//! root-owned (as the single-id map always did), and that symlinks, fifos and devices
-//! cannot carry `user.*` xattrs (counted in [`ApplyStats::skipped_owners`]).
+//! writer (`WriteOptions::id_map`) honours. kiln-snapshot uses this only without a
+//! subordinate range (a single-id map): with one, it applies layers inside a user
+//! namespace with the full mapping, where the chowns succeed (real owners the RUN sandbox
+//! sees too, at the cost of one helper process per unpack). The xattr's costs: the sandbox
+//! shows such files as root-owned, and symlinks, fifos and devices cannot carry `user.*`
+//! xattrs (counted in [`ApplyStats::skipped_owners`]).
 
 use std::collections::HashSet;
 use std::ffi::OsStr;

@@ -17,12 +17,21 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).as_deref() == Some(kiln_sandbox::INIT_ARG.as_ref()) {
         kiln_sandbox::init_main();
     }
+    // Likewise the rootless namespace helper (unpacks and removals with subordinate ids).
+    if std::env::args_os().nth(1).as_deref() == Some(kiln_sandbox::USERNS_HELPER_ARG.as_ref()) {
+        kiln_ops::userns::namespace_helper_main();
+    }
     // `kiln images | head` should end quietly like any Unix tool, not panic on EPIPE.
     // SAFETY: restoring the default disposition of one signal before any thread exists.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = cli::Cli::parse();
+    if !kiln_fs::running_as_root() {
+        if let Ok(exe) = std::env::current_exe() {
+            kiln_ops::userns::install_namespace_runner(exe);
+        }
+    }
     init_tracing(cli.log_level.as_deref());
     match cmd::run(cli) {
         Ok(code) => code,

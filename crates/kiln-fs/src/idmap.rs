@@ -11,7 +11,11 @@
 //!
 //! # The owner override xattr
 //!
-//! An unprivileged process cannot `chown` a file to another host id, so when it unpacks a
+//! With a subordinate range, rootless kiln unpacks base layers inside a user namespace with
+//! this mapping (kiln-snapshot's `NamespaceRunner`, served by kiln-sandbox's namespace
+//! helper), so files get their real owners and no override is needed. Without one (a
+//! single-id map, or `KILN_USERNS_HELPER=0`) an unprivileged process cannot `chown` a file
+//! to another host id, so when it unpacks a
 //! layer whose files belong to container uid 1234, those files end up owned by the user
 //! itself (container 0). kiln keeps the intended owner in the xattr [`OWNER_XATTR`]
 //! (`user.kiln.owner`, value `"uid:gid"`, *container* ids, decimal) on the node, and the

@@ -17,6 +17,7 @@ mod shared;
 pub mod ssh;
 mod state;
 mod user;
+pub mod userns;
 
 pub use error::OpError;
 pub use exec::FailedStep;

@@ -31,7 +31,7 @@ pub(crate) fn main() -> ! {
     std::process::exit(code)
 }
 
-fn parse_fd(arg: Option<String>) -> Result<OwnedFd, String> {
+pub(crate) fn parse_fd(arg: Option<String>) -> Result<OwnedFd, String> {
     let fd: RawFd = arg
         .and_then(|a| a.parse().ok())
         .filter(|&fd| fd > 2)
@@ -50,7 +50,7 @@ fn parse_fd(arg: Option<String>) -> Result<OwnedFd, String> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn single_threaded() -> bool {
+pub(crate) fn single_threaded() -> bool {
     std::fs::read_dir("/proc/self/task")
         .map(|d| d.count() == 1)
         .unwrap_or(false)
@@ -83,7 +83,7 @@ fn start() -> Result<i32, String> {
     Ok(helper(&cfg, sock, status))
 }
 
-fn unshare(flags: UnshareFlags, what: &str) -> Result<(), StepError> {
+pub(crate) fn unshare(flags: UnshareFlags, what: &str) -> Result<(), StepError> {
     // SAFETY: the flags never include CLONE_FILES, the one case rustix marks
     // unsafe (descriptor tables diverging between threads); we have one thread.
     unsafe { rustix::thread::unshare_unsafe(flags) }

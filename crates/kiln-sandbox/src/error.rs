@@ -80,4 +80,7 @@ pub enum Error {
     HelperDied(String),
     #[error("wait for sandbox: {0}")]
     Wait(io::Error),
+    /// The request a [`crate::NamespaceHelper`] ran failed; the message is the handler's.
+    #[error("{0}")]
+    Request(String),
 }

@@ -34,6 +34,14 @@
 //! signals until the payload exits. Setup errors come back typed
 //! ([`Error::Setup`]) before [`Sandbox::spawn`] returns.
 //!
+//! # Namespace helper
+//!
+//! [`NamespaceHelper`] re-executes the kiln binary the same way ([`USERNS_HELPER_ARG`],
+//! dispatched to [`namespace_helper_main`]) to run one request of kiln's own code as uid 0
+//! of a user namespace with the full subordinate mapping and no other namespace: rootless
+//! kiln unpacks base layers and removes snapshot trees there, so files get (and lose) real
+//! subordinate owners.
+//!
 //! # Security notes
 //!
 //! - Mount targets inside the rootfs are resolved with `openat2`
@@ -60,6 +68,7 @@ mod proto;
 mod spec;
 mod sys;
 mod user;
+mod userns;
 
 pub use error::{Error, StepError};
 pub use idmap::id_mapping;
@@ -67,6 +76,7 @@ pub use kiln_fs::{IdMap, IdMapping, IdRange};
 pub use parent::{Child, Output, RunOutcome, Sandbox, Stdio};
 pub use spec::{EtcFile, EtcFiles, IdMapPolicy, Mount, Network, RootFs, Spec, DEFAULT_PATH};
 pub use user::{resolve_user, UserError};
+pub use userns::{namespace_helper_main, NamespaceHelper, USERNS_HELPER_ARG};
 
 use serde::{Deserialize, Serialize};
 

@@ -619,3 +619,60 @@ fn host_proc_knobs_are_read_only_or_masked() {
     ));
     assert_eq!(out, "sys-ro\nsysrq-ro\n0\nLinux\n");
 }
+
+/// The namespace helper: only offered rootless with subordinate ranges; there it is uid 0
+/// of a namespace with the sandbox's mapping, so it can give a file a subordinate owner
+/// (host `start + N - 1`) and remove what the user alone could not; handler errors come
+/// back as `Error::Request`.
+#[test]
+fn namespace_helper_owns_subordinate_ids() {
+    use kiln_sandbox::NamespaceHelper;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Some(h) = NamespaceHelper::detect(helper()) else {
+        // Root needs no namespace; a single-id map cannot own other ids.
+        let full = kiln_sandbox::id_mapping(IdMapPolicy::Auto);
+        assert!(is_root() || full.uid.ranges().len() == 1, "{full:?}");
+        return;
+    };
+    assert!(!is_root());
+    assert_eq!(h.call("ids").unwrap(), "0:0");
+    let t = tmp();
+    let d = t.path().join("d");
+    std::fs::create_dir(&d).unwrap();
+    std::fs::write(d.join("f"), "x").unwrap();
+    h.call(&format!("chown 1234:1234 {}", d.display())).unwrap();
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).ok();
+    let map = h.mapping();
+    let md = std::fs::symlink_metadata(&d).unwrap();
+    assert_eq!(md.uid(), map.uid.to_host(1234).unwrap());
+    assert_eq!(md.gid(), map.gid.to_host(1234).unwrap());
+    // The user cannot remove it any more (not the owner of a 0700 dir) …
+    h.call(&format!("chown 1234:1234 {}", d.join("f").display()))
+        .unwrap();
+    // A stream on the helper's stdout (here a file only subordinate ids can read).
+    let big = "0123456789abcdef".repeat(64 * 1024);
+    let bigf = t.path().join("big");
+    std::fs::write(&bigf, &big).unwrap();
+    std::fs::set_permissions(&bigf, std::fs::Permissions::from_mode(0o600)).unwrap();
+    h.call(&format!("chown 1234:1234 {}", bigf.display()))
+        .unwrap();
+    assert!(
+        std::fs::read(&bigf).is_err(),
+        "only the namespace can read it"
+    );
+    let mut streamed = Vec::new();
+    let answer = h
+        .call_streaming(&format!("cat {}", bigf.display()), &mut streamed)
+        .unwrap();
+    assert_eq!(answer, "done");
+    assert_eq!(streamed.len(), big.len());
+    assert!(streamed == big.as_bytes());
+    let err = h.call("fail because");
+    assert!(
+        matches!(err, Err(Error::Request(ref m)) if m == "because"),
+        "{err:?}"
+    );
+    // … but the helper can.
+    h.call(&format!("remove {}", d.display())).unwrap();
+    assert!(!d.exists());
+}

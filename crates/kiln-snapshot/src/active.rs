@@ -107,6 +107,8 @@ pub struct Active {
     pub(crate) xattr: OverlayXattr,
     /// The owner mapping of the snapshots ([`Snapshots::id_mapping`]).
     pub(crate) id_map: Option<kiln_fs::IdMapping>,
+    /// Removes what the user cannot (see `userns`).
+    pub(crate) runner: Option<std::sync::Arc<dyn crate::NamespaceRunner>>,
     /// Copy fallback: the materialised root and its pre-run state, once mounted.
     pub(crate) copy: Option<crate::fallback::Materialised>,
     pub(crate) _lock: Option<File>,
@@ -149,6 +151,7 @@ impl Snapshots {
             snapshotter,
             xattr: self.xattr,
             id_map: self.id_map.clone(),
+            runner: self.runner.clone(),
             copy: None,
             _lock: Some(lock),
             keep: false,
@@ -230,14 +233,14 @@ impl Active {
     /// Removes the active dir now (what dropping does, with the error reported).
     pub fn remove(mut self) -> Result<()> {
         self.keep = true; // Drop must not try again
-        remove_tree(&self.dir)
+        remove_tree(&self.dir, self.runner.as_deref())
     }
 }
 
 impl Drop for Active {
     fn drop(&mut self) {
         if !self.keep {
-            let _ = remove_tree(&self.dir);
+            let _ = remove_tree(&self.dir, self.runner.as_deref());
         }
     }
 }

@@ -6,7 +6,9 @@
 //! Owners: rootless, the upper dir holds host ids (container 0 is the user, container N
 //! the subordinate id `start + N - 1`) and copy-ups carry the owner override xattr of the
 //! snapshot they came from; the layer gets container ids through the store's
-//! [`Snapshots::id_mapping`] (see `kiln_fs::idmap`).
+//! [`Snapshots::id_mapping`] (see `kiln_fs::idmap`). With a namespace runner the tar is
+//! written inside the user namespace (a RUN may leave a 0700 directory of a subordinate
+//! id, which the user cannot read) and streamed back; compression and hashing stay here.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -116,7 +118,7 @@ impl Snapshots {
                 active.xattr,
                 active.id_map.as_ref(),
             )?;
-            crate::util::remove_tree(&m.root)?;
+            crate::util::remove_tree(&m.root, active.runner.as_deref())?;
         }
         let upper = SafeRoot::open(&active.upper)?;
         remove_mountpoint_stubs(&upper, &active, &opts.exclude_mountpoints)?;
@@ -129,7 +131,7 @@ impl Snapshots {
                 reused: false,
             });
         }
-        let layer = self.write_layer_blob(&upper, lease, opts)?;
+        let layer = self.write_layer_blob(&upper, &active.upper, lease, opts)?;
         drop(upper);
         let chain = next_chain_id(parent.as_ref().map(|p| p.chain_id()), &layer.diff_id);
         let id = SnapshotId::from_chain_id(chain);
@@ -148,7 +150,7 @@ impl Snapshots {
                 origin: "commit".into(),
             },
         )?;
-        let created = publish(&staging, &self.snapshot_dir(&id))?;
+        let created = publish(&staging, &self.snapshot_dir(&id), self.runner.as_deref())?;
         let media_type = kiln_oci::media::oci_layer_type(layer.compression);
         drop(active); // removes work/ and the rest of the active dir
         Ok(Committed {
@@ -161,9 +163,31 @@ impl Snapshots {
 
     /// Tar (overlay whiteouts → OCI), compress, hash both sides and stream into a blob —
     /// one pass, nothing buffered beyond compression chunks.
+    /// The layer tar of an upper dir into `out`: rootless with subordinate ids inside the
+    /// user namespace (a RUN may leave directories only a subordinate id can read), else
+    /// here. Both give the same bytes.
+    fn write_tree<W: Write>(
+        &self,
+        upper: &SafeRoot,
+        upper_path: &Path,
+        out: W,
+        wopts: &WriteOptions,
+    ) -> Result<W> {
+        match &self.runner {
+            Some(r) => crate::userns::write_tree_in_namespace(
+                r.as_ref(),
+                upper_path,
+                wopts.clamp_mtime,
+                out,
+            ),
+            None => Ok(kiln_archive::write_tree(upper, out, wopts)?),
+        }
+    }
+
     fn write_layer_blob(
         &self,
         upper: &SafeRoot,
+        upper_path: &Path,
         lease: &Lease,
         opts: &CommitOptions,
     ) -> Result<LayerDigests> {
@@ -186,7 +210,7 @@ impl Snapshots {
                     crate::DEFAULT_CHUNK,
                     opts.threads,
                 );
-                let tar = kiln_archive::write_tree(upper, Sha256Writer::new(enc), &wopts)?;
+                let tar = self.write_tree(upper, upper_path, Sha256Writer::new(enc), &wopts)?;
                 let (enc, diff_id, uncompressed_size) = tar.finish();
                 let mut blob = enc.finish().map_err(io)?;
                 blob.flush().map_err(io)?;
@@ -209,7 +233,10 @@ impl Snapshots {
                     }
                     LayerCompression::None => None,
                 };
-                kiln_archive::write_layer(upper, bw, &wopts, other.compression(), level)?
+                let lw =
+                    kiln_archive::LayerWriter::new(bw, other.compression(), level).map_err(io)?;
+                let lw = self.write_tree(upper, upper_path, lw, &wopts)?;
+                lw.finish().map_err(io)?
             }
         };
         bw.commit(Some((&digests.digest, digests.size)))?;

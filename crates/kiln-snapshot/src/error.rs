@@ -50,6 +50,8 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    #[error("{op} in the user namespace helper: {detail}")]
+    Namespace { op: &'static str, detail: String },
     #[error("{path}: {reason}")]
     Unsupported { path: PathBuf, reason: String },
 }

@@ -62,14 +62,14 @@ impl Snapshots {
                 continue;
             }
             report.bytes_freed += tree_size(&path);
-            remove_tree(&path)?;
+            remove_tree(&path, self.runner.as_deref())?;
             report.active_removed += 1;
         }
 
         for (path, age) in entries(&self.tmp_dir())? {
             if age >= grace {
                 report.bytes_freed += tree_size(&path);
-                remove_tree(&path)?;
+                remove_tree(&path, self.runner.as_deref())?;
                 report.temp_removed += 1;
             }
         }
@@ -102,7 +102,7 @@ impl Snapshots {
             let doomed = self.tmp_dir().join(unique_name("prune"));
             fs::rename(&path, &doomed).map_err(Error::io("rename", &path))?;
             report.bytes_freed += tree_size(&doomed);
-            remove_tree(&doomed)?;
+            remove_tree(&doomed, self.runner.as_deref())?;
             drop(lock);
             let _ = fs::remove_file(self.lock_path(&id));
             report.snapshots_removed += 1;

@@ -112,24 +112,42 @@ impl Snapshots {
         }
         let blob_digest = descriptor_digest(blob)?;
         let tmp = self.tmp_dir().join(unique_name("unpack"));
-        let res = self.unpack_into(
-            &tmp,
-            &id,
-            parent,
-            diff_id,
-            &blob_digest,
-            blob.size(),
-            limits,
-        );
+        let res = match &self.runner {
+            // Rootless with subordinate ids: real owners (see `userns`).
+            Some(runner) => self.unpack_in_namespace(
+                runner.as_ref(),
+                &tmp,
+                &id,
+                parent,
+                diff_id,
+                &blob_digest,
+                blob.size(),
+                limits,
+            ),
+            None => self.unpack_into(
+                &tmp,
+                &id,
+                parent,
+                diff_id,
+                &blob_digest,
+                blob.size(),
+                limits,
+            ),
+        };
         if res.is_err() {
-            let _ = remove_tree(&tmp);
+            let _ = remove_tree(&tmp, self.runner.as_deref());
         }
         res?;
+        *UNPACKS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(id.clone())
+            .or_default() += 1;
         Ok(id)
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn unpack_into(
+    pub(crate) fn unpack_into(
         &self,
         tmp: &Path,
         id: &SnapshotId,
@@ -154,8 +172,15 @@ impl Snapshots {
             limits: limits.clone(),
             mode: ApplyMode::OverlayNative(self.xattr),
             // Rootless: owners the unpacker cannot set are kept in the owner override
-            // xattr, which commits (write_tree) honour.
+            // xattr, which commits (write_tree) honour. In the namespace helper this is
+            // the namespace's own view (its ids are container ids).
             id_map: self.id_map.clone(),
+            // Device nodes cannot be created in a user namespace either.
+            devices: if kiln_fs::running_as_root() && !self.in_namespace {
+                kiln_archive::DevicePolicy::Create
+            } else {
+                kiln_archive::DevicePolicy::CreateOrSkip
+            },
             ..ApplyOptions::default()
         };
         // The decompressed stream is already plain tar here; apply_layer's own detection
@@ -190,12 +215,7 @@ impl Snapshots {
             origin: "unpack".into(),
         };
         write_meta(&tmp.join("snapshot.json"), &meta)?;
-        publish(tmp, &self.snapshot_dir(id))?;
-        *UNPACKS
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(id.clone())
-            .or_default() += 1;
+        publish(tmp, &self.snapshot_dir(id), None)?;
         tracing::debug!(snapshot = %id, blob = %blob, "layer unpacked");
         Ok(())
     }
@@ -240,7 +260,11 @@ pub fn unpack_count(id: &SnapshotId) -> u64 {
 
 /// Renames a finished temp dir into place. If the name is taken, a snapshot with the same
 /// chain id — hence the same content — won the race; ours is discarded.
-pub(crate) fn publish(tmp: &Path, dest: &Path) -> Result<bool> {
+pub(crate) fn publish(
+    tmp: &Path,
+    dest: &Path,
+    runner: Option<&dyn crate::NamespaceRunner>,
+) -> Result<bool> {
     match std::fs::rename(tmp, dest) {
         Ok(()) => {
             crate::util::sync_dir(dest.parent().unwrap_or(Path::new(".")))?;
@@ -252,7 +276,7 @@ pub(crate) fn publish(tmp: &Path, dest: &Path) -> Result<bool> {
                 Some(libc_errno::EEXIST) | Some(libc_errno::ENOTEMPTY)
             ) =>
         {
-            remove_tree(tmp)?;
+            remove_tree(tmp, runner)?;
             Ok(false)
         }
         Err(e) => Err(Error::io("rename snapshot into place", dest)(e)),

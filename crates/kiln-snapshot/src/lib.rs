@@ -16,15 +16,19 @@
 //! own mount namespace), resolve untrusted paths itself (everything inside a snapshot goes
 //! through `kiln_fs::SafeRoot`), schedule work, decide cache keys, or print.
 //!
-//! Rootless stores: the process cannot chown, so a base layer's files are unpacked owned
-//! by the user (container 0 in the sandbox) and each node meant for another owner keeps
-//! that owner in the `user.kiln.owner` xattr (`"uid:gid"`, container ids); RUN upper dirs
-//! hold host ids from the subordinate range. Commits write container ids through
-//! [`Snapshots::id_mapping`], preferring the xattr where the node is still the user's. Why
-//! not unpack inside the user namespace instead (real owners the sandbox would see too):
-//! this crate must not create namespaces, a process per unpack is costly, and files owned
-//! by subordinate ids can't be removed by the user afterwards (prune) without re-entering
-//! the namespace. Remaining gap: inside a RUN such files still *look* root-owned.
+//! Rootless stores: on-disk owners are host ids (container 0 is the user, N the
+//! subordinate id `start + N - 1`); commits write container ids through
+//! [`Snapshots::id_mapping`]. With a subordinate range, base layers are unpacked inside a
+//! user namespace with that mapping (a re-exec helper registered by the binary, see
+//! [`NamespaceRunner`]; this crate itself creates no namespace), so files get their real
+//! owners — the ones the RUN sandbox shows and RUN upper dirs hold — and trees holding
+//! subordinate-owned files are removed there too (prune, GC, dropped actives); the tar of
+//! an upper dir at commit is written there (it may hold directories only subordinate ids
+//! can read). Without a range (single-id map) the process cannot chown: files are
+//! unpacked owned by the user and each node meant for another owner keeps that owner in
+//! the `user.kiln.owner` xattr (`"uid:gid"`, container ids), which commits prefer where
+//! the node is still the user's; inside a RUN such files look root-owned (only container
+//! 0 exists there anyway).
 //!
 //! On-disk layout:
 //! ```text
@@ -47,6 +51,7 @@ mod gc;
 mod layer_snapshot;
 mod lookup;
 mod pgzip;
+mod userns;
 mod util;
 
 pub use active::{Active, ActiveMount, Snapshotter};
@@ -56,6 +61,7 @@ pub use error::{Error, Result};
 pub use gc::{SnapshotPruneReport, DEFAULT_GRACE};
 pub use layer_snapshot::{unpack_count, SnapshotId, SnapshotMeta};
 pub use pgzip::{ParallelGzWriter, DEFAULT_CHUNK};
+pub use userns::{serve_in_namespace, set_namespace_runner, NamespaceRunner};
 
 pub use kiln_archive::{LayerDigests, OverlayXattr};
 
@@ -71,6 +77,10 @@ pub struct Snapshots {
     dir: PathBuf,
     xattr: OverlayXattr,
     id_map: Option<IdMapping>,
+    /// Rootless with subordinate ids: runs unpacks and removals in the user namespace.
+    runner: Option<std::sync::Arc<dyn NamespaceRunner>>,
+    /// This process is the namespace helper (see `userns`).
+    in_namespace: bool,
 }
 
 impl Snapshots {
@@ -94,6 +104,12 @@ impl Snapshots {
             dir,
             xattr,
             id_map: (!kiln_fs::running_as_root()).then(IdMapping::for_current_process),
+            runner: if kiln_fs::running_as_root() {
+                None
+            } else {
+                userns::registered_runner()
+            },
+            in_namespace: false,
         })
     }
 
@@ -103,6 +119,21 @@ impl Snapshots {
     pub fn with_id_mapping(mut self, id_map: Option<IdMapping>) -> Snapshots {
         self.id_map = id_map;
         self
+    }
+
+    /// Replaces the namespace runner ([`set_namespace_runner`]'s, for a non-root process);
+    /// None unpacks and removes as this process (owners kept in the override xattr).
+    pub fn with_namespace_runner(
+        mut self,
+        runner: Option<std::sync::Arc<dyn NamespaceRunner>>,
+    ) -> Snapshots {
+        self.runner = runner;
+        self
+    }
+
+    /// Whether unpacks and removals run in a user namespace with the full id mapping.
+    pub fn uses_namespace(&self) -> bool {
+        self.runner.is_some()
     }
 
     /// How on-disk owners relate to image owners: None as root (they are the same);

@@ -63,7 +63,10 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 /// `remove_dir_all`; on failure every directory is made writable and removal retried.
 /// Paths below are never followed: `remove_dir_all` does not follow symlinks, and the
 /// chmod pass uses `symlink_metadata`.
-pub(crate) fn remove_tree(path: &Path) -> Result<()> {
+///
+/// What is left after that (rootless: files owned by subordinate ids, in directories the
+/// user does not own) is removed by `runner` inside the user namespace, when there is one.
+pub(crate) fn remove_tree(path: &Path, runner: Option<&dyn crate::NamespaceRunner>) -> Result<()> {
     match fs::remove_dir_all(path) {
         Ok(()) => return Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -73,7 +76,17 @@ pub(crate) fn remove_tree(path: &Path) -> Result<()> {
     match fs::remove_dir_all(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io("remove", path)(e)),
+        Err(e) => match runner {
+            Some(r) => crate::userns::run(
+                r,
+                "remove",
+                &crate::userns::Request::Remove {
+                    // The helper runs in `/`.
+                    path: std::path::absolute(path).map_err(Error::io("resolve", path))?,
+                },
+            ),
+            _ => Err(Error::io("remove", path)(e)),
+        },
     }
 }
 
