@@ -119,7 +119,9 @@ run_case() {
   # the context is a copy of the case minus the runner's own files; prepare.sh may add what
   # git cannot hold (modes, empty dirs, tarballs)
   mkdir -p "$w/ctx"
-  tar -C "$src" --exclude=./args --exclude=./prepare.sh -cf - . | tar -C "$w/ctx" -xf -
+  # fresh mtimes (-m): dockerd 20.10 reuses an earlier build's Dockerfile when path-independent
+  # metadata (size, mtime) match
+  tar -C "$src" --exclude=./args --exclude=./prepare.sh -cf - . | tar -C "$w/ctx" -xmf -
   if [ -f "$src/prepare.sh" ]; then
     (cd "$w/ctx" && bash "$src/prepare.sh") > "$w/prepare.log" 2>&1 ||
       { echo "ERROR $case: prepare.sh failed"; cat "$w/prepare.log"; }
@@ -142,8 +144,7 @@ run_case() {
         fi
         buildah $BAH rmi -f "localhost/$tag" >/dev/null 2>&1 || true ;;
       docker)
-        # one docker build at a time: dockerd 20.10 was seen to save another concurrent
-        # build's image under this tag
+        # one docker build at a time (its session and content caches are shared)
         if (cd "$w/ctx" && flock "$WORK/docker.lock" sh -c 'd=$0 t=$1 o=$2; shift 2
               DOCKER_BUILDKIT=1 "$d" build -q -t "$t" "$@" . && "$d" save -o "$o" "$t"' \
               "$DOCKER" "conf/$tag" "$w/docker.tar" "${args[@]}") > "$w/docker.log" 2>&1 &&
