@@ -264,11 +264,16 @@ def compare(case, peer, kiln_path, peer_path, known_path):
     rules = load_known(known_path)
     a, b = load_desc(kiln_path), load_desc(peer_path)
     diffs = []
-    if a is None or b is None:
-        # one side (or both) did not build: the "build" field
+    expect_fail = bool(os.environ.get("CONF_EXPECT_FAIL"))
+    if expect_fail or a is None or b is None:
+        # one side (or both) did not build: the "build" field. A case with an expect-fail
+        # file passes only when every builder refuses it.
         ka = "failed" if a is None else "ok"
         kb = "failed" if b is None else "ok"
-        if ka != kb or a is None:
+        if expect_fail:
+            if a is not None or b is not None:
+                diffs.append(("build", f"kiln {ka}", f"{peer} {kb} (both should fail)"))
+        elif ka != kb or a is None:
             diffs.append(("build", f"kiln {ka}", f"{peer} {kb}"))
     else:
         for k in sorted(set(a) | set(b)):

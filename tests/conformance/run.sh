@@ -10,8 +10,9 @@
 # A case is cases/NNN-name/: a Dockerfile and its context files; optional "args" (extra
 # build arguments, one per line, the same for every builder; @CTX@ stands for the absolute
 # path of the case's context copy, @HTTP@ for http://127.0.0.1:PORT, a server over cases/)
-# and "prepare.sh" (run in the context copy before the
-# builds, for what git cannot hold: modes, empty dirs, tarballs, symlinks).
+# "prepare.sh" (run in the context copy before the builds, for what git cannot hold:
+# modes, empty dirs, tarballs, symlinks) and "expect-fail" (an empty marker: the case passes
+# only when kiln and the peer both refuse to build it).
 # env:   KILN        kiln binary (default: $CARGO_TARGET_DIR or target/, release then debug)
 #        CONF_PEERS  space-separated peers to try (default "buildah docker")
 #        CONF_JOBS   cases built at once (default 2)
@@ -121,7 +122,7 @@ run_case() {
   mkdir -p "$w/ctx"
   # fresh mtimes (-m): dockerd 20.10 reuses an earlier build's Dockerfile when path-independent
   # metadata (size, mtime) match
-  tar -C "$src" --exclude=./args --exclude=./prepare.sh -cf - . | tar -C "$w/ctx" -xmf -
+  tar -C "$src" --exclude=./args --exclude=./prepare.sh --exclude=./expect-fail -cf - . | tar -C "$w/ctx" -xmf -
   if [ -f "$src/prepare.sh" ]; then
     (cd "$w/ctx" && bash "$src/prepare.sh") > "$w/prepare.log" 2>&1 ||
       { echo "ERROR $case: prepare.sh failed"; cat "$w/prepare.log"; }
@@ -156,7 +157,7 @@ run_case() {
         "$DOCKER" rmi -f "conf/$tag" >/dev/null 2>&1 || true ;;
     esac
     local res=pass
-    CONF_USED=$w/used python3 "$HERE/conform.py" compare "$case" "$peer" "$w/kiln.desc" "$w/$peer.desc" "$KNOWN" > "$w/$peer.cmp" || res=fail
+    CONF_EXPECT_FAIL=$([ -f "$src/expect-fail" ] && echo 1) CONF_USED=$w/used python3 "$HERE/conform.py" compare "$case" "$peer" "$w/kiln.desc" "$w/$peer.desc" "$KNOWN" > "$w/$peer.cmp" || res=fail
     if [ $res = fail ] && grep -q '^  DIFF   build:' "$w/$peer.cmp"; then
       { [ -f "$w/kiln.desc" ] || { echo "  --- kiln log:"; tail -5 "$w/kiln.log" | sed 's/^/  | /'; }
         [ -f "$w/$peer.desc" ] || { echo "  --- $peer log:"; tail -5 "$w/$peer.log" | sed 's/^/  | /'; }
