@@ -79,8 +79,15 @@ export KILN_ROOT=$WORK/kiln
 "$KILN" load -i "$WORK/base.tar" >/dev/null
 BAH_ROOT=$WORK/buildah/root
 BAH_RUN=$WORK/buildah/run
-BAH="--root $BAH_ROOT --runroot $BAH_RUN --storage-driver overlay"
-CS="containers-storage:[overlay@$BAH_ROOT+$BAH_RUN]"
+BAH_DRIVER=overlay
+# buildah's overlay driver needs overlayfs on the work dir's filesystem; vfs works anywhere
+if case " $PEERS " in *" buildah "*) true ;; *) false ;; esac &&
+   ! buildah --root "$BAH_ROOT" --runroot "$BAH_RUN" --storage-driver overlay images >/dev/null 2>&1; then
+  BAH_DRIVER=vfs
+  log "buildah: overlay storage unavailable, using vfs"
+fi
+BAH="--root $BAH_ROOT --runroot $BAH_RUN --storage-driver $BAH_DRIVER"
+CS="containers-storage:[$BAH_DRIVER@$BAH_ROOT+$BAH_RUN]"
 for img in conf-base conf-rich; do
   case " $PEERS " in *" buildah "*)
     skopeo copy -q "oci-archive:$WORK/base.tar:localhost/$img:latest" "${CS}localhost/$img:latest" ;;
