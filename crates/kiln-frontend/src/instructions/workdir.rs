@@ -72,13 +72,14 @@ fn mkdir_paths(wd: &str) -> Vec<String> {
         prefix.push_str(c);
     }
     out.push(join_workdir("/", wd));
-    let mut unique: Vec<String> = Vec::new();
-    for p in out {
-        if p != "/" && !unique.contains(&p) {
-            unique.push(p);
+    let mut seen = Vec::new();
+    out.retain(|p| {
+        p != "/" && !seen.contains(p) && {
+            seen.push(p.clone());
+            true
         }
-    }
-    unique
+    });
+    out
 }
 
 #[cfg(test)]
