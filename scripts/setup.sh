@@ -8,8 +8,8 @@ log() { printf '== %s\n' "$*" >&2; }
 
 # Packages the tests use as independent judges (skopeo, umoci, buildah), as base-image sources
 # (busybox-static, mmdebstrap), as the real registry (docker-registry), and podman (whose
-# `podman save` archives the e2e tests load).
-PKGS="busybox-static skopeo umoci jq uidmap docker-registry buildah mmdebstrap openssl curl ca-certificates podman"
+# `podman save` archives the e2e tests load), and git (`ADD <git url>` runs the git binary).
+PKGS="busybox-static skopeo umoci jq uidmap docker-registry buildah mmdebstrap openssl curl ca-certificates podman git"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"

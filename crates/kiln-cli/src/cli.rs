@@ -257,9 +257,38 @@ pub struct BuildArgs {
     /// Secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR (repeatable)
     #[arg(long = "secret", value_name = "SPEC")]
     pub secrets: Vec<String>,
-    /// Extra build context name=DIR, usable in FROM and COPY --from (repeatable)
-    #[arg(long = "build-context", value_name = "NAME=DIR")]
+    /// SSH agent or keys for RUN --mount=type=ssh: ID (agent at $SSH_AUTH_SOCK),
+    /// ID=SOCKET, or ID=KEYFILE[,KEYFILE…] (ed25519, served by kiln) (repeatable)
+    #[arg(long = "ssh", value_name = "ID[=SOCKET|KEYFILE]")]
+    pub ssh: Vec<String>,
+    /// When a RUN step fails: `error` reports it; `shell` then runs /bin/sh in the failed
+    /// step's filesystem with its environment, user, workdir and mounts (interactive on a
+    /// terminal; with piped stdin the piped commands run there)
+    #[arg(long = "on-error", value_enum, default_value = "error")]
+    pub on_error: OnError,
+    /// Extra build context NAME=DIR, NAME=docker-image://REF (local store) or
+    /// NAME=oci-layout://DIR[:TAG|@DIGEST], usable in FROM and COPY --from (repeatable)
+    #[arg(long = "build-context", value_name = "NAME=SOURCE")]
     pub build_contexts: Vec<String>,
+    /// Largest download of one ADD <url> or git checkout, in bytes (default 4 GiB)
+    #[arg(long, value_name = "BYTES")]
+    pub max_download_size: Option<u64>,
+    /// Export the build cache: type=local,dest=DIR[,mode=min|max][,mounts=true] or
+    /// type=registry,ref=REF[,…] (repeatable)
+    #[arg(long = "cache-to", value_name = "SPEC")]
+    pub cache_to: Vec<String>,
+    /// Import a build cache: type=local,src=DIR[,mounts=false] or type=registry,ref=REF
+    /// (repeatable; looked up in order after the local cache)
+    #[arg(long = "cache-from", value_name = "SPEC")]
+    pub cache_from: Vec<String>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnError {
+    /// Report the failure and stop
+    Error,
+    /// Open a shell in the failed step's filesystem, then report the failure
+    Shell,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -136,3 +136,75 @@ fn rootless_copy_from_multi_layer_stage() {
         &["build", "--progress", "plain", ctx.to_str().unwrap()],
     );
 }
+
+/// Without root, RUN mounts work too: a bind of a layer stack (the sandbox mounts the
+/// overlay in its user namespace), a secret file, an ssh key served by kiln, a cache seeded
+/// from a one-layer image; mount targets leave nothing in the layer.
+#[test]
+fn rootless_run_mounts() {
+    let env = Env::new();
+    let Some(ctx) = fixture(&env) else { return };
+    if !need("ssh-keygen") {
+        return;
+    }
+    let key = env.path("id_ed25519");
+    sh_ok(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key),
+    );
+    let secret = env.path("secret");
+    std::fs::write(&secret, "rootless-secret").unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox AS two
+RUN mkdir /d && echo 1 > /d/one
+RUN echo 2 > /d/two
+FROM busybox
+RUN --mount=type=bind,from=two,source=/d,target=/m \
+    --mount=type=bind,from=two,source=/d,target=/w,rw \
+    --mount=type=secret,id=s \
+    --mount=type=ssh \
+    --mount=type=cache,target=/c,from=busybox,source=/etc \
+    cat /m/one /m/two > /bound && echo x > /w/x && cat /run/secrets/s > /secret-len \
+    && test -S \"$SSH_AUTH_SOCK\" && test -f /c/passwd && echo ok > /ok
+",
+    )
+    .unwrap();
+    let dest = env.path("out.tar");
+    let spec = format!("type=tar,dest={}", dest.display());
+    let secret_spec = format!("id=s,src={}", secret.display());
+    let ssh_spec = format!("default={}", key.display());
+    if ok(
+        &env,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "-o",
+            &spec,
+            "--secret",
+            &secret_spec,
+            "--ssh",
+            &ssh_spec,
+            ctx.to_str().unwrap(),
+        ],
+    )
+    .is_none()
+    {
+        return;
+    }
+    let fs = tar_entries(&dest);
+    assert_eq!(entry_data(&fs, "bound"), "1\n2\n");
+    assert_eq!(entry_data(&fs, "secret-len"), "rootless-secret");
+    assert_eq!(entry_data(&fs, "ok"), "ok\n");
+    let left: Vec<_> = fs
+        .keys()
+        .filter(|k| {
+            ["m", "w", "c", "run"]
+                .iter()
+                .any(|t| k == t || k.starts_with(&format!("{t}/")))
+        })
+        .collect();
+    assert!(left.is_empty(), "mount targets left in the layer: {left:?}");
+}

@@ -155,3 +155,50 @@ fn explain_prints_the_rule() {
     let (_, err) = env.fail(&["check", "-f", "/nonexistent/Dockerfile"]);
     assert!(err.contains("/nonexistent/Dockerfile"), "{err}");
 }
+
+/// CopyIgnoredFile reads the context's ignore file, `<Dockerfile>.dockerignore` first, and
+/// only judges literal context sources.
+#[test]
+fn copy_of_an_ignored_file_is_reported_from_the_context() {
+    let env = Env::new();
+    let ctx = env.path("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join(".dockerignore"), "*.env\n!public.env\n").unwrap();
+    let df = ctx.join("Dockerfile");
+    std::fs::write(
+        &df,
+        "FROM busybox AS base\nCOPY secret.env public.env app.txt /app/\n\
+         COPY *.env /wild/\nCOPY --from=base /secret.env /x\n",
+    )
+    .unwrap();
+    let (df, ctx) = (df.to_str().unwrap(), ctx.to_str().unwrap());
+    let o = env.run(&["check", "-f", df, ctx, "--format", "json"]);
+    let found: Vec<Value> = serde_json::from_slice::<Value>(&o.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone();
+    let ignored: Vec<&Value> = found
+        .iter()
+        .filter(|f| f["rule"] == "CopyIgnoredFile")
+        .collect();
+    assert_eq!(ignored.len(), 1, "{found:?}");
+    assert!(
+        ignored[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"secret.env\""),
+        "{found:?}"
+    );
+    // The Dockerfile-specific ignore file wins over .dockerignore.
+    std::fs::write(format!("{ctx}/Dockerfile.dockerignore"), "app.txt\n").unwrap();
+    let o = env.run(&["check", "-f", df, ctx]);
+    let out = out_str(&o);
+    assert!(out.contains("\"app.txt\" that is excluded"), "{out}");
+    assert!(!out.contains("\"secret.env\""), "{out}");
+    // Without an ignore file nothing is reported.
+    std::fs::remove_file(format!("{ctx}/Dockerfile.dockerignore")).unwrap();
+    std::fs::remove_file(format!("{ctx}/.dockerignore")).unwrap();
+    let out = env.ok(&["check", "-f", df, ctx]);
+    assert!(!out.contains("CopyIgnoredFile"), "{out}");
+}

@@ -172,7 +172,12 @@ pub(crate) fn check_platform(
         format!("platform {p} cannot run on this {host} host"),
         span,
     )
-    .with_hint("kiln builds for the host platform only unless binfmt emulation is available"))
+    .with_hint(format!(
+        "--platform {p}: kiln runs steps natively, so another platform needs a binfmt_misc \
+         handler for {} registered with the F flag in /proc/sys/fs/binfmt_misc (e.g. \
+         qemu-user-static); none is, so build for {host} or register one",
+        p.arch
+    )))
 }
 
 /// Stage by name (case-insensitive) or index, among stages before `before`.

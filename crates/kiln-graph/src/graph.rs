@@ -377,6 +377,13 @@ fn dump_vertex(out: &mut String, id: VertexId, v: &Vertex) {
                 "  root={}",
                 f.root.map_or("scratch".to_string(), |r| r.to_string())
             );
+            let excludes = |e: &Vec<String>| {
+                if e.is_empty() {
+                    String::new()
+                } else {
+                    format!(" exclude={e:?}")
+                }
+            };
             for a in &f.actions {
                 let line = match a {
                     FileAction::Copy(c) => {
@@ -448,13 +455,17 @@ fn dump_vertex(out: &mut String, id: VertexId, v: &Vertex) {
                         checksum,
                         chown,
                         chmod,
+                        unpack,
+                        exclude,
                     } => format!(
-                        "add-url {} -> {} checksum={} chown={} chmod={}",
+                        "add-url {} -> {} checksum={} chown={} chmod={}{}{}",
                         q(url),
                         q(dest),
                         opt(checksum),
                         opt(chown),
-                        opt(chmod)
+                        opt(chmod),
+                        if *unpack { " unpack=true" } else { "" },
+                        excludes(exclude)
                     ),
                     FileAction::AddGit {
                         url,
@@ -464,14 +475,16 @@ fn dump_vertex(out: &mut String, id: VertexId, v: &Vertex) {
                         checksum,
                         chown,
                         chmod,
+                        exclude,
                     } => format!(
-                        "add-git {} ref={} -> {} keep_git_dir={keep_git_dir} checksum={} chown={} chmod={}",
+                        "add-git {} ref={} -> {} keep_git_dir={keep_git_dir} checksum={} chown={} chmod={}{}",
                         q(url),
                         opt(reference),
                         q(dest),
                         opt(checksum),
                         opt(chown),
-                        opt(chmod)
+                        opt(chmod),
+                        excludes(exclude)
                     ),
                 };
                 let _ = writeln!(out, "  {line}");

@@ -21,7 +21,17 @@
 //! | `File::Copy` | input digests (root + from), sources, dest, chown/chmod as written, every flag | the content of `from` reaches the key through the `from` input's key (a context source's content digests) | mtimes of copied files |
 //! | `File::Mkfile` | path, sha256 of data, mode, chown | — | — |
 //! | `File::Mkdir` | path, mode, parents, chown (USER as written) | — | — |
-//! | `File::AddUrl`/`AddGit` | url, ref, dest, checksum, chown/chmod | downloaded content digest / resolved commit | — |
+//! | `File::AddUrl` | url, dest, checksum, chown/chmod, unpack, exclude | with `--checksum`: the checksum, so a hit needs no request (a miss downloads and verifies before writing); without: the sha256 of the content, downloaded by this build or vouched for by a `304 Not Modified` to `If-None-Match` with the ETag of kiln's last download of that URL | ETag, Last-Modified, the time of the download |
+//! | `File::AddGit` | url, `#ref:subdir`, dest, keep-git-dir, checksum, chown/chmod, exclude | the commit the ref resolves to now (`git ls-remote`, on every build) | the fetch time (file mtimes are the commit time) |
+//!
+//! Remote sources are re-checked on every build, as BuildKit does: an `ADD <url>` without
+//! `--checksum` is requested again (conditionally, when the last download came with an
+//! ETag; `kiln/cache/http/` remembers ETag → digest) and hits the cache only when the
+//! content is the same. The ETag is trusted only for the key: when a miss then needs the
+//! bytes and they do not hash to the digest the 304 vouched for, the build fails before
+//! writing anything and the ETag is forgotten. An `ADD <git>` hits only while its ref still
+//! names the same commit. Pin with `--checksum` (URL) or a commit id (git) to build
+//! without the network.
 //! | `Merge` | the input digests in order | — | — |
 //! | metadata-only (ENV, LABEL, CMD, ENTRYPOINT, EXPOSE, USER, VOLUME, STOPSIGNAL, HEALTHCHECK, SHELL, ONBUILD, MAINTAINER, ARG) | **no vertex at all**: they change only the image config, which is assembled after the solve | — | — |
 //!

@@ -292,15 +292,21 @@ pub enum FileAction {
         allow_wildcard: bool,
     },
     /// `ADD <url> <dest>`: download. `checksum` (`sha256:…`) is verified when given; the
-    /// executor must add the downloaded content digest to the key.
+    /// executor must add the downloaded content digest (or, with a checksum, the checksum)
+    /// to the key. `unpack` (`ADD --unpack=true`) extracts an archive; without it a
+    /// downloaded archive is copied as a file, unlike a local one.
     AddUrl {
         url: String,
         dest: String,
         checksum: Option<String>,
         chown: Option<String>,
         chmod: Option<String>,
+        unpack: bool,
+        /// `ADD --exclude`: only meaningful when `unpack` extracts a tree.
+        exclude: Vec<String>,
     },
-    /// `ADD <git url> <dest>`. `reference` is the `#ref[:subdir]` fragment.
+    /// `ADD <git url> <dest>`. `reference` is the `#ref[:subdir]` fragment; `checksum` is
+    /// the expected commit. The executor adds the resolved commit to the key.
     AddGit {
         url: String,
         reference: Option<String>,
@@ -309,6 +315,8 @@ pub enum FileAction {
         checksum: Option<String>,
         chown: Option<String>,
         chmod: Option<String>,
+        /// `ADD --exclude` patterns, relative to the checked-out tree (or subdir).
+        exclude: Vec<String>,
     },
 }
 

@@ -41,6 +41,24 @@ impl Executor<'_> {
             };
             components.insert(label, input.identity());
         }
+        // A bind mount of the context reads files the vertex digest cannot know: their
+        // content digest (as COPY computes it) enters the key, so editing them re-runs it.
+        for m in &op.mounts {
+            if let ExecMount::Bind { from, source, .. } = m {
+                if let Some(Output::Context(c)) = inputs.get(from.as_usize()).map(|o| o.as_ref()) {
+                    let pattern = match source.trim_start_matches('/') {
+                        "" => ".".to_string(),
+                        s => s.to_string(),
+                    };
+                    let d = c.digest_sources(
+                        std::slice::from_ref(&pattern),
+                        &[],
+                        &kiln_context::DigestOpts::default(),
+                    )?;
+                    components.insert(format!("mounted files {source}"), d.digest.to_string());
+                }
+            }
+        }
         let key = match self.probe(ctx, vertex, root, &components, &[])? {
             Probe::Hit(out) => return Ok(out),
             Probe::Miss(key) => key,
@@ -82,36 +100,52 @@ impl Executor<'_> {
             NetworkMode::Host => Network::Host,
         };
         spec.privileged = matches!(op.security, kiln_graph::SecurityMode::Insecure);
-        let mut locks = Vec::new();
+        let mut res = StepResources::default();
         for m in &op.mounts {
-            spec.mounts
-                .extend(self.exec_mount(m, inputs, &mut locks, &mut spec.env)?);
+            spec.mounts.extend(self.exec_mount(
+                m,
+                inputs,
+                active.dir(),
+                &mut res,
+                &mut spec.env,
+            )?);
         }
         let started = Instant::now();
         let outcome = self.run_logged(ctx, &spec);
         let elapsed = started.elapsed();
         ctx.add_exec_time(elapsed);
-        drop(locks);
         let (outcome, tail) = outcome?;
         let command = op.args.join(" ");
-        match (outcome.status.code, outcome.status.signal) {
-            (Some(0), _) => {}
-            (Some(code), _) => {
-                return Err(OpError::ExitCode {
-                    command,
-                    code,
-                    tail,
-                })
+        let failure = match (outcome.status.code, outcome.status.signal) {
+            (Some(0), _) => None,
+            (Some(code), _) => Some(OpError::ExitCode {
+                command,
+                code,
+                tail,
+            }),
+            (None, Some(signal)) => Some(OpError::Signal {
+                command,
+                signal,
+                tail,
+            }),
+            (None, None) => Some(OpError::Internal("process ended without a status".into())),
+        };
+        if let Some(err) = failure {
+            if self.keep_failed {
+                let mut slot = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+                // The first failure is the one the build reports.
+                if slot.is_none() {
+                    *slot = Some(FailedStep {
+                        spec,
+                        sandbox: self.sandbox.clone(),
+                        _active: active,
+                        _resources: res,
+                    });
+                }
             }
-            (None, Some(signal)) => {
-                return Err(OpError::Signal {
-                    command,
-                    signal,
-                    tail,
-                })
-            }
-            (None, None) => return Err(OpError::Internal("process ended without a status".into())),
+            return Err(err);
         }
+        drop(res);
         let commit = CommitOptions {
             exclude_mountpoints: outcome.created_mountpoints.clone(),
             ..self.opts.commit.clone()
@@ -182,12 +216,15 @@ impl Executor<'_> {
         Ok((outcome?, tail))
     }
 
-    /// Turns one `RUN --mount` into sandbox mounts (and env for env-secrets).
+    /// Turns one `RUN --mount` into sandbox mounts (and env for env-secrets and ssh).
+    /// Whatever must outlive the setup (locks, private copies, agent sockets, scratch
+    /// directories) goes into `res`, which the caller keeps until the step has ended.
     fn exec_mount(
         &self,
         m: &ExecMount,
         inputs: &[Arc<Output>],
-        locks: &mut Vec<std::fs::File>,
+        step_dir: &Path,
+        res: &mut StepResources,
         env: &mut Vec<String>,
     ) -> Result<Vec<Mount>, OpError> {
         match m {
@@ -204,42 +241,58 @@ impl Executor<'_> {
                 mode,
                 readonly,
                 from,
-                ..
+                source,
             } => {
-                if from.is_some() {
-                    return Err(OpError::Unsupported {
-                        what: "RUN --mount=type=cache,from=… (seeding a cache mount)".into(),
-                    });
-                }
-                // Named by a hash of the id, never the id itself: ids are user text.
-                let hash = Digest::of_bytes(id.as_bytes());
                 let base = self.store.root().join("kiln").join("cache-mounts");
-                let dir = base.join(hash.hex());
+                std::fs::create_dir_all(&base).map_err(OpError::io("create", &base))?;
+                // Named by a hash of the id, never the id itself: ids are user text.
+                let hash = Digest::of_bytes(id.as_bytes()).hex().to_string();
+                let name = match sharing {
+                    CacheSharing::Shared => hash.clone(),
+                    CacheSharing::Locked => {
+                        res.locks
+                            .push(lock_file(&base, &hash, true)?.ok_or_else(|| {
+                                OpError::Internal("blocking lock returned busy".into())
+                            })?);
+                        hash.clone()
+                    }
+                    // BuildKit: a private cache is never shared with a concurrent step; a
+                    // busy instance makes the step take (or create) the next one.
+                    CacheSharing::Private => {
+                        let mut n = 0u32;
+                        loop {
+                            let inst = if n == 0 {
+                                hash.clone()
+                            } else {
+                                format!("{hash}-{n}")
+                            };
+                            if let Some(f) = lock_file(&base, &inst, false)? {
+                                res.locks.push(f);
+                                break inst;
+                            }
+                            n += 1;
+                        }
+                    }
+                };
+                let dir = base.join(&name);
                 if !dir.exists() {
-                    std::fs::create_dir_all(&base).map_err(OpError::io("create", &base))?;
                     let tmp = tempfile::tempdir_in(&base).map_err(OpError::io("create", &base))?;
                     let p = tmp.keep();
-                    use std::os::unix::fs::PermissionsExt;
-                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*mode))
-                        .map_err(OpError::io("chmod", &p))?;
-                    std::os::unix::fs::chown(&p, Some(*uid), Some(*gid))
-                        .map_err(OpError::io("chown", &p))?;
-                    if std::fs::rename(&p, &dir).is_err() {
-                        let _ = std::fs::remove_dir(&p); // another build created it first
+                    let seeded = match from {
+                        Some(from) => self.seed_cache(inputs, *from, source, &p),
+                        None => self.chown_host(&p, *uid, *gid).and_then(|()| {
+                            use std::os::unix::fs::PermissionsExt;
+                            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*mode))
+                                .map_err(OpError::io("chmod", &p))
+                        }),
+                    };
+                    if let Err(e) = seeded {
+                        let _ = std::fs::remove_dir_all(&p);
+                        return Err(e);
                     }
-                }
-                if matches!(sharing, CacheSharing::Locked | CacheSharing::Private) {
-                    // Private is served as locked: one step at a time gets the directory.
-                    let lock_path = base.join(format!("{}.lock", hash.hex()));
-                    let f = std::fs::OpenOptions::new()
-                        .create(true)
-                        .truncate(false)
-                        .write(true)
-                        .open(&lock_path)
-                        .map_err(OpError::io("open", &lock_path))?;
-                    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
-                        .map_err(|e| OpError::io("lock", &lock_path)(e.into()))?;
-                    locks.push(f);
+                    if std::fs::rename(&p, &dir).is_err() {
+                        let _ = std::fs::remove_dir_all(&p); // another build created it first
+                    }
                 }
                 Ok(vec![Mount::Bind {
                     source: dir,
@@ -252,7 +305,9 @@ impl Executor<'_> {
                 target,
                 env: env_name,
                 required,
-                ..
+                mode,
+                uid,
+                gid,
             } => {
                 let Some(src) = self.secrets.get(id) else {
                     if *required {
@@ -260,36 +315,57 @@ impl Executor<'_> {
                     }
                     return Ok(Vec::new());
                 };
-                let mut out = Vec::new();
-                match src {
+                let value: Vec<u8> = match src {
                     SecretSource::File(path) => {
-                        if let Some(t) = target {
-                            out.push(Mount::Bind {
-                                source: path.clone(),
-                                target: t.clone(),
-                                readonly: true,
-                            });
-                        }
-                        if let Some(name) = env_name {
-                            let v = std::fs::read_to_string(path)
-                                .map_err(OpError::io("read secret", path))?;
-                            env.push(format!("{name}={}", v.trim_end_matches('\n')));
-                        }
+                        std::fs::read(path).map_err(OpError::io("read secret", path))?
                     }
-                    SecretSource::Env(var) => {
-                        let v = std::env::var(var)
-                            .map_err(|_| OpError::MissingSecret { id: id.clone() })?;
-                        if let Some(name) = env_name {
-                            env.push(format!("{name}={v}"));
+                    SecretSource::Env(var) => match std::env::var_os(var) {
+                        Some(v) => v.into_encoded_bytes(),
+                        // An unset variable is a secret not provided (BuildKit).
+                        None if *required => {
+                            return Err(OpError::MissingSecretEnv {
+                                id: id.clone(),
+                                var: var.clone(),
+                            })
                         }
-                        if target.is_some() {
-                            return Err(OpError::Unsupported {
-                                what: format!(
-                                    "secret {id:?} from an environment variable mounted as a file"
-                                ),
-                            });
-                        }
+                        None => return Ok(Vec::new()),
+                    },
+                };
+                let mut out = Vec::new();
+                if let Some(name) = env_name {
+                    let v = String::from_utf8_lossy(&value);
+                    env.push(format!("{name}={}", v.trim_end_matches('\n')));
+                }
+                if let Some(t) = target {
+                    // A private copy, so mode/uid/gid apply without touching the caller's
+                    // file, and an env secret can be a file too. It lives in memory-backed
+                    // /dev/shm when there is one (never on disk) and is removed after the step.
+                    let dir = tempfile::Builder::new()
+                        .prefix("kiln-secret")
+                        .tempdir_in(private_tmp())
+                        .map_err(OpError::io("create temp dir in", private_tmp()))?;
+                    let file = dir.path().join("secret");
+                    {
+                        use std::io::Write;
+                        use std::os::unix::fs::OpenOptionsExt;
+                        let mut f = std::fs::OpenOptions::new()
+                            .write(true)
+                            .create_new(true)
+                            .mode(0o600)
+                            .open(&file)
+                            .map_err(OpError::io("create", &file))?;
+                        f.write_all(&value).map_err(OpError::io("write", &file))?;
                     }
+                    self.chown_host(&file, *uid, *gid)?;
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(*mode))
+                        .map_err(OpError::io("chmod", &file))?;
+                    out.push(Mount::Bind {
+                        source: file,
+                        target: t.clone(),
+                        readonly: true,
+                    });
+                    res.dirs.push(dir);
                 }
                 Ok(out)
             }
@@ -298,64 +374,291 @@ impl Executor<'_> {
                 from,
                 source,
                 readwrite,
+            } => Ok(vec![self.bind_mount(
+                inputs, *from, source, target, *readwrite, step_dir, res,
+            )?]),
+            ExecMount::Ssh {
+                id,
+                target,
+                required,
+                mode,
+                uid,
+                gid,
             } => {
-                let dir = self.bind_source(inputs, *from, source)?;
+                let Some(src) = self.ssh.get(id) else {
+                    if *required {
+                        return Err(OpError::MissingSsh { id: id.clone() });
+                    }
+                    return Ok(Vec::new());
+                };
+                let agent = crate::ssh::AgentSocket::start(src, &private_tmp())
+                    .map_err(OpError::io("start ssh agent socket in", private_tmp()))?;
+                let sock = agent.path().to_path_buf();
+                self.chown_host(&sock, *uid, *gid)?;
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(*mode))
+                    .map_err(OpError::io("chmod", &sock))?;
+                res.agents.push(agent);
+                // BuildKit points SSH_AUTH_SOCK at the first ssh mount unless the step set it.
+                if !env.iter().any(|e| e.starts_with("SSH_AUTH_SOCK=")) {
+                    env.push(format!("SSH_AUTH_SOCK={target}"));
+                }
                 Ok(vec![Mount::Bind {
-                    source: dir,
+                    source: sock,
                     target: target.clone(),
-                    readonly: !readwrite,
+                    readonly: false,
                 }])
             }
-            ExecMount::Ssh { .. } => Err(OpError::Unsupported {
-                what: "RUN --mount=type=ssh".into(),
-            }),
         }
     }
 
-    /// A host path for a bind mount source, confined to its input.
-    fn bind_source(
+    /// Container owner → host owner (rootless: through the id map), then chown.
+    fn chown_host(&self, path: &Path, uid: u32, gid: u32) -> Result<(), OpError> {
+        let (hu, hg) = match self.snapshots.id_mapping() {
+            Some(m) => {
+                let (u, g) = m.host_owner(uid, gid);
+                (u.unwrap_or(uid), g.unwrap_or(gid))
+            }
+            None => (uid, gid),
+        };
+        std::os::unix::fs::chown(path, Some(hu), Some(hg)).map_err(OpError::io("chown", path))
+    }
+
+    /// `from=`/`source=` of a new cache mount: copies the source tree into `dir`.
+    fn seed_cache(
         &self,
         inputs: &[Arc<Output>],
         from: kiln_graph::InputIndex,
         source: &str,
-    ) -> Result<PathBuf, OpError> {
-        let (base, layers) = match inputs.get(from.as_usize()).map(|o| o.as_ref()) {
-            Some(Output::Context(c)) => (c.dir().to_path_buf(), 0),
-            Some(Output::Fs(s)) if s.layers.len() == 1 => {
-                (self.snapshots.snapshot_fs(&s.layers[0].snapshot), 1)
+        dir: &Path,
+    ) -> Result<(), OpError> {
+        let dst = kiln_fs::SafeRoot::open(dir)?;
+        let opts = kiln_fs::CopyOptions {
+            preserve_owner: kiln_fs::running_as_root(),
+            xattrs: true,
+            id_map: self.snapshots.id_mapping().cloned(),
+            ..Default::default()
+        };
+        let copy = |src: &kiln_fs::SafeRoot| -> Result<(), OpError> {
+            kiln_fs::copy(src, Path::new(source), &dst, Path::new("/"), &opts)?;
+            Ok(())
+        };
+        match inputs.get(from.as_usize()).map(|o| o.as_ref()) {
+            Some(Output::Context(c)) => copy(&kiln_fs::SafeRoot::open(c.dir())?),
+            Some(Output::Fs(s)) => {
+                let lowers: Vec<PathBuf> = s
+                    .lowers()
+                    .iter()
+                    .map(|id| self.snapshots.snapshot_fs(id))
+                    .collect();
+                if lowers.len() > 1 && !kiln_fs::running_as_root() {
+                    return Err(OpError::Unsupported {
+                        what: "rootless RUN --mount=type=cache,from= a multi-layer stage or image"
+                            .into(),
+                    });
+                }
+                let scratch = tempfile::tempdir_in(self.snapshots.dir())
+                    .map_err(OpError::io("create temp dir in", self.snapshots.dir()))?;
+                crate::merged::with_readonly(&lowers, scratch.path(), copy)
             }
-            Some(Output::Fs(s)) if s.layers.is_empty() => {
-                return Err(OpError::Unsupported {
-                    what: "RUN --mount=type=bind from an empty filesystem".into(),
-                })
+            None => Err(OpError::Internal(format!(
+                "cache mount: missing input {from}"
+            ))),
+        }
+    }
+
+    /// A bind mount of `source` inside input `from`. Read-only binds of a directory tree
+    /// (the context, a one-layer stage) go straight to the host path that `SafeRoot`
+    /// resolves `source` to, symlinks followed inside that root. A layer stack, scratch,
+    /// or any `rw` bind becomes an overlay the sandbox mounts in its own namespace (where
+    /// it resolves `source` confined to the overlay the same way); `rw` writes go to a
+    /// scratch upper under the step's directory and are thrown away with it.
+    #[allow(clippy::too_many_arguments)]
+    fn bind_mount(
+        &self,
+        inputs: &[Arc<Output>],
+        from: kiln_graph::InputIndex,
+        source: &str,
+        target: &str,
+        readwrite: bool,
+        step_dir: &Path,
+        res: &mut StepResources,
+    ) -> Result<Mount, OpError> {
+        let lowers: Vec<PathBuf> = match inputs.get(from.as_usize()).map(|o| o.as_ref()) {
+            // The step must not see what `.dockerignore` keeps out of the build (BuildKit
+            // never sends it): with an ignore file, the mount is a filtered copy.
+            Some(Output::Context(c)) if c.ignore_file().is_some() => {
+                return self.filtered_context(c, source, target, readwrite, step_dir, res)
             }
-            Some(Output::Fs(_)) => {
-                return Err(OpError::Unsupported {
-                    what: "RUN --mount=type=bind from a multi-layer stage or image".into(),
-                })
-            }
+            Some(Output::Context(c)) => vec![c.dir().to_path_buf()],
+            Some(Output::Fs(s)) => s
+                .lowers()
+                .iter()
+                .map(|id| self.snapshots.snapshot_fs(id))
+                .collect(),
             None => {
                 return Err(OpError::Internal(format!(
                     "bind mount: missing input {from}"
                 )))
             }
         };
-        let _ = layers;
-        let root = kiln_fs::SafeRoot::open(&base)?;
-        let rel = kiln_fs::normalize(Path::new(source))?;
-        // The source must be reachable without symlinks: the sandbox mounts a host path.
-        let mut walked = PathBuf::new();
-        for c in rel.components() {
-            walked.push(c);
-            if let Some(m) = root.try_lstat(&walked)? {
-                if m.kind == kiln_fs::FileKind::Symlink {
-                    return Err(OpError::Unsupported {
-                        what: format!("bind mount source {source:?} through a symlink"),
-                    });
-                }
-            }
+        if let ([only], false) = (lowers.as_slice(), readwrite) {
+            return Ok(Mount::Bind {
+                source: resolve_in(only, source)?,
+                target: target.to_string(),
+                readonly: true,
+            });
         }
-        Ok(base.join(rel))
+        let scratch = tempfile::Builder::new()
+            .prefix("bind")
+            .tempdir_in(step_dir)
+            .map_err(OpError::io("create temp dir in", step_dir))?;
+        let mount = Mount::Overlay {
+            lowers,
+            scratch: scratch.path().to_path_buf(),
+            source: source.to_string(),
+            target: target.to_string(),
+            readwrite,
+        };
+        res.dirs.push(scratch);
+        Ok(mount)
+    }
+}
+
+impl Executor<'_> {
+    /// A bind mount of `source` from a context with a `.dockerignore`: the included files
+    /// are copied (as COPY would, owners 0:0) into a scratch directory of the step, which
+    /// is mounted instead and thrown away with the step (so `rw` writes are discarded).
+    fn filtered_context(
+        &self,
+        c: &kiln_context::Context,
+        source: &str,
+        target: &str,
+        readwrite: bool,
+        step_dir: &Path,
+        res: &mut StepResources,
+    ) -> Result<Mount, OpError> {
+        let rel = kiln_fs::normalize(Path::new(source))?;
+        let is_dir = rel.as_os_str().is_empty() || {
+            let f = c.root().open_file(&rel, rustix::fs::OFlags::PATH, 0)?;
+            f.metadata().map_err(OpError::io("stat", &rel))?.is_dir()
+        };
+        let scratch = tempfile::Builder::new()
+            .prefix("ctx")
+            .tempdir_in(step_dir)
+            .map_err(OpError::io("create temp dir in", step_dir))?;
+        let tree = scratch.path().join("tree");
+        std::fs::create_dir(&tree).map_err(OpError::io("create", &tree))?;
+        let dst = kiln_fs::SafeRoot::open(&tree)?;
+        let pattern = if rel.as_os_str().is_empty() {
+            ".".to_string()
+        } else {
+            rel.to_string_lossy().into_owned()
+        };
+        let dest = if is_dir { "/" } else { "/file" };
+        let opts = kiln_context::CopyOpts {
+            follow_symlinks: true,
+            ..Default::default()
+        };
+        c.copy_into(std::slice::from_ref(&pattern), &dst, dest, "/", &opts)?;
+        let mount = Mount::Bind {
+            source: tree.join(dest.trim_start_matches('/')),
+            target: target.to_string(),
+            readonly: !readwrite,
+        };
+        res.dirs.push(scratch);
+        Ok(mount)
+    }
+}
+
+/// The host path of `source` inside the tree `base`, resolved by [`kiln_fs::SafeRoot`]:
+/// `..` and absolute or relative symlinks cannot leave `base`. The result names the very
+/// object the kernel resolved (read back from `/proc/self/fd`); the trees are immutable
+/// snapshots or the caller's own context, so it cannot be swapped before the mount.
+fn resolve_in(base: &Path, source: &str) -> Result<PathBuf, OpError> {
+    let root = kiln_fs::SafeRoot::open(base)?;
+    let rel = kiln_fs::normalize(Path::new(source))?;
+    let canon_base = std::fs::canonicalize(base).map_err(OpError::io("resolve", base))?;
+    if rel.as_os_str().is_empty() || rel == Path::new(".") {
+        return Ok(canon_base);
+    }
+    let fd = root.open_file(&rel, rustix::fs::OFlags::PATH, 0)?;
+    use std::os::fd::AsRawFd;
+    let proc = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+    let real = std::fs::read_link(&proc).map_err(OpError::io("resolve", &proc))?;
+    if !real.starts_with(&canon_base) {
+        return Err(OpError::Internal(format!(
+            "bind mount source {source:?} resolved outside {}",
+            base.display()
+        )));
+    }
+    Ok(real)
+}
+
+/// Opens (creating) `<base>/<name>.lock` and takes an exclusive lock: waiting when
+/// `block`, otherwise None when another step holds it.
+fn lock_file(base: &Path, name: &str, block: bool) -> Result<Option<std::fs::File>, OpError> {
+    let lock_path = base.join(format!("{name}.lock"));
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(OpError::io("open", &lock_path))?;
+    let op = if block {
+        rustix::fs::FlockOperation::LockExclusive
+    } else {
+        rustix::fs::FlockOperation::NonBlockingLockExclusive
+    };
+    match rustix::fs::flock(&f, op) {
+        Ok(()) => Ok(Some(f)),
+        Err(rustix::io::Errno::WOULDBLOCK) if !block => Ok(None),
+        Err(e) => Err(OpError::io("lock", &lock_path)(e.into())),
+    }
+}
+
+/// Where private per-step files (secret copies, agent sockets) live: memory-backed
+/// `/dev/shm` when present, so a secret never reaches a disk, else the temp dir.
+fn private_tmp() -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+/// Host-side things a RUN's mounts need until the step has ended.
+#[derive(Default)]
+pub(crate) struct StepResources {
+    locks: Vec<std::fs::File>,
+    dirs: Vec<tempfile::TempDir>,
+    agents: Vec<crate::ssh::AgentSocket>,
+}
+
+/// A RUN that failed, kept (its writable layer, mounts and environment) for
+/// `kiln build --on-error shell`.
+pub struct FailedStep {
+    pub(crate) spec: Spec,
+    pub(crate) sandbox: kiln_sandbox::Sandbox,
+    pub(crate) _active: kiln_snapshot::Active,
+    pub(crate) _resources: StepResources,
+}
+
+impl FailedStep {
+    /// The failed command, as the step ran it.
+    pub fn command(&self) -> String {
+        self.spec.args.join(" ")
+    }
+
+    /// Runs `/bin/sh` in the failed step's filesystem with its environment, working
+    /// directory, user and mounts; stdin, stdout and stderr are the caller's (an
+    /// interactive shell on a terminal, a script when stdin is piped). The step's
+    /// writable layer is thrown away afterwards.
+    pub fn shell(self) -> Result<kiln_sandbox::ExitStatus, OpError> {
+        let mut spec = self.spec.clone();
+        spec.args = vec!["/bin/sh".into()];
+        Ok(self.sandbox.run(&spec, Stdio::inherit())?.status)
     }
 }
 

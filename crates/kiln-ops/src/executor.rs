@@ -6,8 +6,13 @@
 //! | ------------- | ------------------------------------------------------------------------- |
 //! | Source image  | the resolved manifest digest (a re-tagged image is a different input)     |
 //! | Exec          | each input's content identity (chain id of its diff_ids)                  |
+//! |               | + for a bind mount of a context, the content digest of the mounted files  |
 //! | File          | each input's identity; for a context input, the content digest of exactly |
 //! |               | the files each COPY reads (`kiln-context`, stat-cached, never mtimes)     |
+//! | ADD <url>     | with `--checksum`: the checksum (a hit needs no download; the download is |
+//! |               | verified on a miss); without: sha256 of the content, re-checked on every |
+//! |               | build (If-None-Match with the last ETag; a 304 reuses its digest)        |
+//! | ADD <git>     | the commit the ref resolves to now (`git ls-remote`, every build)         |
 //! | Merge         | nothing: it only stacks its inputs' layers, so it is never cached itself  |
 //!
 //! Secret values, proxy variables and cache-mount contents are never part of a key.
@@ -45,6 +50,9 @@ pub struct ExecOptions {
     /// The host's CA bundle, offered to RUN steps for TLS-intercepting proxies (mounted
     /// read-only at the image's bundle path only if the image has one; never in a layer).
     pub host_ca_bundle: Option<PathBuf>,
+    /// `--max-download-size`: the most bytes one `ADD <url>` (or one git checkout) may
+    /// bring in.
+    pub max_download_size: u64,
 }
 
 pub struct Executor<'g> {
@@ -57,6 +65,13 @@ pub struct Executor<'g> {
     pub(crate) secrets: BTreeMap<String, SecretSource>,
     pub(crate) opts: ExecOptions,
     pub(crate) lease: Lease,
+    /// `--ssh ID=…` sources for `RUN --mount=type=ssh`.
+    pub(crate) ssh: BTreeMap<String, crate::ssh::SshSource>,
+    /// Keep the first failed RUN for inspection (`--on-error shell`).
+    pub(crate) keep_failed: bool,
+    pub(crate) failed: std::sync::Mutex<Option<crate::exec::FailedStep>>,
+    /// Imported caches and this build's records for export (see shared.rs).
+    pub(crate) shared: crate::shared::Shared,
 }
 
 impl<'g> Executor<'g> {
@@ -78,7 +93,29 @@ impl<'g> Executor<'g> {
             secrets,
             opts,
             lease: store.lease()?,
+            ssh: BTreeMap::new(),
+            keep_failed: false,
+            failed: std::sync::Mutex::new(None),
+            shared: Default::default(),
         })
+    }
+
+    /// The `--ssh` sources RUN steps may mount.
+    pub fn with_ssh(mut self, ssh: BTreeMap<String, crate::ssh::SshSource>) -> Self {
+        self.ssh = ssh;
+        self
+    }
+
+    /// Keep the first failed RUN step (its layer, mounts, environment) for
+    /// [`Executor::take_failed_step`] instead of discarding it.
+    pub fn keep_failed_step(mut self, keep: bool) -> Self {
+        self.keep_failed = keep;
+        self
+    }
+
+    /// The failed RUN step kept by [`Executor::keep_failed_step`], if one failed.
+    pub fn take_failed_step(&self) -> Option<crate::exec::FailedStep> {
+        self.failed.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     /// The lease under which every blob of this build is written; keep the executor alive
@@ -204,8 +241,10 @@ impl<'g> Executor<'g> {
         Self::layer_refs(&record)
     }
 
-    /// Looks the step up in the cache. A hit returns the root's layers plus the recorded
-    /// ones; a miss reports why on the progress stream and returns the key to record under.
+    /// Looks the step up in the cache: the local records, then the imported caches
+    /// (`--cache-from`, in order; their layers stay lazy, see shared.rs). A hit returns
+    /// the root's layers plus the recorded ones; a miss reports why on the progress
+    /// stream, makes the step's inputs real files, and returns the key to record under.
     pub(crate) fn probe(
         &self,
         ctx: &JobCtx<'_, Digest, VertexId>,
@@ -219,10 +258,20 @@ impl<'g> Executor<'g> {
         if !vertex.meta.ignore_cache {
             if let Some(record) = self.lookup(&key)? {
                 ctx.cached(None);
-                return Ok(Probe::Hit(Self::stacked(root, Self::layer_refs(&record)?)));
+                let own = Self::layer_refs(&record)?;
+                let out = Self::stacked(root, own.clone());
+                self.note_step(*ctx.payload(), &key, &own, &out, record.exec_seconds);
+                return Ok(Probe::Hit(out));
+            }
+            if let Some((out, own, secs)) = self.imported_hit(ctx, root, &key)? {
+                self.note_step(*ctx.payload(), &key, &own, &out, secs);
+                return Ok(Probe::Hit(out));
             }
         }
         ctx.status(reason);
+        // The step will read its inputs' files: lazy hits among them become real now.
+        self.prepare_miss(ctx, vertex)?;
+        self.note_pending(&key, *ctx.payload());
         Ok(Probe::Miss(key))
     }
 
@@ -234,13 +283,15 @@ impl<'g> Executor<'g> {
         committed: &Committed,
         exec_seconds: f64,
     ) -> Result<Output, OpError> {
-        Ok(Self::stacked(
-            root,
-            self.record(key, committed, exec_seconds)?,
-        ))
+        let own = self.record(key, committed, exec_seconds)?;
+        let out = Self::stacked(root, own.clone());
+        if let Some(vertex) = self.take_pending(key) {
+            self.note_step(vertex, key, &own, &out, exec_seconds);
+        }
+        Ok(out)
     }
 
-    fn stacked(root: &FsState, new_layers: Vec<LayerRef>) -> Output {
+    pub(crate) fn stacked(root: &FsState, new_layers: Vec<LayerRef>) -> Output {
         let mut layers = root.layers.clone();
         layers.extend(new_layers);
         Output::Fs(FsState {
@@ -416,6 +467,22 @@ impl Worker<Digest, VertexId> for Executor<'_> {
         inputs: &[Arc<Output>],
     ) -> Result<Output, OpError> {
         let vertex = self.vertex(*ctx.payload())?;
+        // A miss materialises its inputs (shared.rs); file.rs and exec.rs only see them
+        // through probe, so they are kept here for the step's duration.
+        self.stash_inputs(*ctx.payload(), inputs);
+        let result = self.dispatch(ctx, vertex, inputs);
+        self.unstash_inputs(*ctx.payload());
+        result
+    }
+}
+
+impl Executor<'_> {
+    fn dispatch(
+        &self,
+        ctx: &JobCtx<'_, Digest, VertexId>,
+        vertex: &Vertex,
+        inputs: &[Arc<Output>],
+    ) -> Result<Output, OpError> {
         match &vertex.op {
             Op::Source(src) => self.source(ctx, src),
             Op::Exec(exec) => self.exec(ctx, vertex, exec, inputs),

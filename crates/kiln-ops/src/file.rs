@@ -5,12 +5,15 @@ use crate::cache::KeyComponents;
 use crate::error::OpError;
 use crate::executor::{fs_input, Executor, Probe};
 use crate::merged::{with_merged, with_readonly};
+use crate::remote;
 use crate::state::{FsState, Output};
 use kiln_context::{Change, Chmod, CopyOpts, DigestOpts, SourceManifest};
 use kiln_fs::SafeRoot;
 use kiln_graph::{CopyAction, FileAction, FileOp, Vertex, VertexId};
 use kiln_oci::Digest;
 use kiln_solver::JobCtx;
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 impl Executor<'_> {
@@ -34,15 +37,87 @@ impl Executor<'_> {
             components.insert("base filesystem".into(), root.identity());
         }
         let mut file_changes = Vec::new();
-        for action in &op.actions {
-            if let FileAction::Copy(c) = action {
-                file_changes.extend(self.copy_components(vertex, c, inputs, &mut components)?);
+        let mut fetched = Fetched::default();
+        for (i, action) in op.actions.iter().enumerate() {
+            match action {
+                FileAction::Copy(c) => {
+                    file_changes.extend(self.copy_components(vertex, c, inputs, &mut components)?)
+                }
+                FileAction::AddUrl { url, checksum, .. } => {
+                    let value = match checksum {
+                        // Keyed by what the Dockerfile promises: a hit needs no download.
+                        Some(c) => remote::parse_checksum(url, c)?.to_string(),
+                        // Re-checked on every build: with the ETag of the last download
+                        // a 304 answer keys the step by the digest recorded with it.
+                        None => {
+                            let store_root = self.store.root();
+                            let memo = remote::HttpMemo::load(store_root, url);
+                            ctx.status(format!("checking {url}"));
+                            let got = remote::fetch(
+                                url,
+                                self.opts.max_download_size,
+                                memo.as_ref().map(|m| m.etag.as_str()),
+                                &|| ctx.is_cancelled(),
+                            )?;
+                            match (got, memo) {
+                                (remote::Fetch::NotModified, Some(m)) => {
+                                    fetched.expected.insert(i, m.digest.clone());
+                                    m.digest.to_string()
+                                }
+                                (remote::Fetch::NotModified, None) => {
+                                    return Err(OpError::Internal(format!(
+                                        "ADD {url}: 304 without a conditional request"
+                                    )))
+                                }
+                                (remote::Fetch::Downloaded(d), _) => {
+                                    match &d.etag {
+                                        Some(etag) => remote::HttpMemo {
+                                            url: url.clone(),
+                                            etag: etag.clone(),
+                                            digest: d.digest.clone(),
+                                        }
+                                        .save(store_root),
+                                        None => remote::HttpMemo::forget(store_root, url),
+                                    }
+                                    let digest = d.digest.to_string();
+                                    fetched.downloads.insert(i, d);
+                                    digest
+                                }
+                            }
+                        }
+                    };
+                    components.insert(format!("url {url}"), value);
+                }
+                FileAction::AddGit {
+                    url,
+                    reference,
+                    checksum,
+                    ..
+                } => {
+                    let (r, _) = remote::parse_git_fragment(reference.as_deref());
+                    let commit = remote::resolve_git_ref(url, &r)?;
+                    if let Some(want) = checksum {
+                        if !commit.starts_with(&want.to_ascii_lowercase()) || want.len() < 7 {
+                            return Err(OpError::ChecksumMismatch {
+                                url: format!("{url}#{r}"),
+                                expected: want.clone(),
+                                actual: commit,
+                            });
+                        }
+                    }
+                    components.insert(format!("git {url}#{r}"), commit.clone());
+                    fetched.commits.insert(i, (r, commit));
+                }
+                _ => {}
             }
         }
         let key = match self.probe(ctx, vertex, &root, &components, &file_changes)? {
             Probe::Hit(out) => return Ok(out),
             Probe::Miss(key) => key,
         };
+        // Everything remote is fetched and verified before the layer is begun, so a bad
+        // checksum or a failed clone leaves nothing behind.
+        self.fetch_remote(ctx, op, &mut fetched)?;
         // Without root no private mount namespace can show the merged view, so the lowers
         // are materialised (the copy snapshotter): slower, but COPY then sees the image as
         // it is (a `/bin -> usr/bin` symlink in a lower layer is followed, not shadowed).
@@ -59,11 +134,12 @@ impl Executor<'_> {
         let started = std::time::Instant::now();
         let users = crate::user::UserDb::read(&active)?;
         with_merged(&mount, scratch.path(), |dest| {
-            for action in &op.actions {
+            for (i, action) in op.actions.iter().enumerate() {
                 if ctx.is_cancelled() {
                     return Err(OpError::Cancelled);
                 }
                 self.apply_action(action, dest, &users, inputs, scratch.path())?;
+                self.apply_remote(i, action, dest, &users, &fetched)?;
             }
             Ok(())
         })?;
@@ -260,17 +336,181 @@ impl Executor<'_> {
                     }
                 }
             }
-            FileAction::AddUrl { url, .. } => {
-                return Err(OpError::Unsupported {
-                    what: format!("ADD of a URL ({url})"),
-                })
-            }
-            FileAction::AddGit { url, .. } => {
-                return Err(OpError::Unsupported {
-                    what: format!("ADD of a git repository ({url})"),
-                })
+            // Fetched before the layer began; written by `apply_remote`.
+            FileAction::AddUrl { .. } | FileAction::AddGit { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Downloads what the key did not need (URLs pinned by `--checksum`), verifies every
+    /// checksum, and checks out every git source.
+    fn fetch_remote(
+        &self,
+        ctx: &JobCtx<'_, Digest, VertexId>,
+        op: &FileOp,
+        fetched: &mut Fetched,
+    ) -> Result<(), OpError> {
+        for (i, action) in op.actions.iter().enumerate() {
+            match action {
+                FileAction::AddUrl { url, checksum, .. } => {
+                    if let Entry::Vacant(slot) = fetched.downloads.entry(i) {
+                        ctx.status(format!("downloading {url}"));
+                        slot.insert(remote::download(url, self.opts.max_download_size, &|| {
+                            ctx.is_cancelled()
+                        })?);
+                    }
+                    // The step was keyed by the digest a 304 vouched for: the bytes
+                    // fetched now must be those, or the cache would hold a lie.
+                    if let (Some(want), Some(d)) =
+                        (fetched.expected.get(&i), fetched.downloads.get(&i))
+                    {
+                        if *want != d.digest {
+                            remote::HttpMemo::forget(self.store.root(), url);
+                            return Err(OpError::Remote {
+                                url: url.clone(),
+                                message: format!(
+                                    "the content changed during the build (its ETag named {want}, the download is {}); build again",
+                                    d.digest
+                                ),
+                            });
+                        }
+                    }
+                    if let (Some(want), Some(d)) = (checksum, fetched.downloads.get(&i)) {
+                        let want = remote::parse_checksum(url, want)?;
+                        if want != d.digest {
+                            return Err(OpError::ChecksumMismatch {
+                                url: url.clone(),
+                                expected: want.to_string(),
+                                actual: d.digest.to_string(),
+                            });
+                        }
+                    }
+                }
+                FileAction::AddGit {
+                    url, keep_git_dir, ..
+                } => {
+                    let Some((r, commit)) = fetched.commits.get(&i) else {
+                        return Err(OpError::Internal(format!("ADD {url}: ref not resolved")));
+                    };
+                    ctx.status(format!("fetching {url}#{r} ({commit})"));
+                    let co = remote::checkout(url, r, commit, *keep_git_dir)?;
+                    let size = remote::tree_size(&co.tree());
+                    if size > self.opts.max_download_size {
+                        return Err(OpError::Git {
+                            url: url.clone(),
+                            message: format!(
+                                "the checkout holds {size} bytes, more than the download limit of {} bytes (raise it with --max-download-size)",
+                                self.opts.max_download_size
+                            ),
+                        });
+                    }
+                    fetched.checkouts.insert(i, co);
+                }
+                _ => {}
             }
         }
         Ok(())
     }
+
+    /// Writes a fetched remote source into the layer with COPY's rules: the download or
+    /// checkout is a source root like a context, read only through a `SafeRoot`.
+    fn apply_remote(
+        &self,
+        i: usize,
+        action: &FileAction,
+        dest: &SafeRoot,
+        users: &crate::user::UserDb,
+        fetched: &Fetched,
+    ) -> Result<(), OpError> {
+        let clamp = self.opts.commit.clamp_mtime;
+        let owner = |spec: &Option<String>| -> Result<Option<(u32, u32)>, OpError> {
+            spec.as_ref()
+                .map(|s| users.resolve(s).map(|(u, g, _)| (u, g)))
+                .transpose()
+        };
+        match action {
+            FileAction::AddUrl {
+                url,
+                dest: to,
+                chown,
+                chmod,
+                unpack,
+                exclude,
+                ..
+            } => {
+                let d = fetched
+                    .downloads
+                    .get(&i)
+                    .ok_or_else(|| OpError::Internal(format!("ADD {url}: not downloaded")))?;
+                let opts = CopyOpts {
+                    chown: owner(chown)?,
+                    chmod: chmod.as_deref().map(Chmod::parse).transpose()?,
+                    unpack_archives: *unpack,
+                    exclude: exclude.clone(),
+                    clamp_mtime: clamp,
+                    allow_empty_wildcard: false,
+                    source_name: format!("download {url}"),
+                    ..CopyOpts::default()
+                };
+                let src = SafeRoot::open(d.dir.path())?;
+                kiln_context::copy_into(&src, std::slice::from_ref(&d.name), dest, to, "/", &opts)?;
+            }
+            FileAction::AddGit {
+                url,
+                reference,
+                dest: to,
+                chown,
+                chmod,
+                exclude,
+                ..
+            } => {
+                let co = fetched
+                    .checkouts
+                    .get(&i)
+                    .ok_or_else(|| OpError::Internal(format!("ADD {url}: not checked out")))?;
+                let (_, subdir) = remote::parse_git_fragment(reference.as_deref());
+                // Checked-out files are newer than their commit: clamping to the commit
+                // time gives every file that time, so the layer depends only on the commit
+                // (BuildKit's `git.mtime=commit`, its default under SOURCE_DATE_EPOCH).
+                let mtime = clamp.map_or(co.commit_time, |c| c.min(co.commit_time));
+                let opts = CopyOpts {
+                    chown: owner(chown)?,
+                    chmod: chmod.as_deref().map(Chmod::parse).transpose()?,
+                    exclude: exclude.clone(),
+                    clamp_mtime: Some(mtime),
+                    allow_empty_wildcard: false,
+                    source_name: format!("git repository {url}"),
+                    ..CopyOpts::default()
+                };
+                let src = SafeRoot::open(co.tree())?;
+                // A git source always lands as a directory's contents.
+                let to = if to.ends_with('/') {
+                    to.clone()
+                } else {
+                    format!("{to}/")
+                };
+                kiln_context::copy_into(
+                    &src,
+                    &[remote::subdir_source(subdir.as_deref())],
+                    dest,
+                    &to,
+                    "/",
+                    &opts,
+                )?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Remote sources of one file op, by action index.
+#[derive(Default)]
+struct Fetched {
+    downloads: HashMap<usize, remote::Download>,
+    /// Digests a 304 answer vouched for (the key holds them; a later download must match).
+    expected: HashMap<usize, Digest>,
+    /// (ref as written, resolved commit)
+    commits: HashMap<usize, (String, String)>,
+    checkouts: HashMap<usize, remote::Checkout>,
 }

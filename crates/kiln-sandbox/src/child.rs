@@ -175,7 +175,7 @@ fn setup(cfg: &ChildConfig, sock: &mut File) -> Result<OwnedFd, StepError> {
     mounts::mount_proc(&root)?;
     dev::mount_dev(&root, cfg.full_id_range)?;
     mounts::mount_etc_files(&root, cfg)?;
-    mounts::mount_extra(&root, &spec.mounts)?;
+    mounts::mount_extra(&root, &spec.mounts, cfg.userns)?;
     if spec.network == Network::None {
         net::loopback_up()?;
     }

@@ -22,7 +22,10 @@ pub(crate) fn supervise(child: i32, reap_all: bool) -> ExitStatus {
         }
         loop {
             let waited = if reap_all {
-                rustix::process::waitpid(None, WaitOptions::NOHANG)
+                // wait(2) = waitpid(-1): any child. rustix's `waitpid(None)` is waitpid(0),
+                // children of pid 1's *process group* only, which misses a payload that
+                // made its own group (an interactive shell doing job control) and hangs.
+                rustix::process::wait(WaitOptions::NOHANG)
             } else {
                 rustix::process::waitpid(Some(child_pid), WaitOptions::NOHANG)
             };

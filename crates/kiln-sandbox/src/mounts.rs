@@ -437,7 +437,7 @@ pub(crate) fn mount_etc_files(root: &Root, cfg: &ChildConfig) -> R<()> {
     Ok(())
 }
 
-pub(crate) fn mount_extra(root: &Root, mounts: &[Mount]) -> R<()> {
+pub(crate) fn mount_extra(root: &Root, mounts: &[Mount], userns: bool) -> R<()> {
     for m in mounts {
         match m {
             Mount::Bind {
@@ -461,9 +461,131 @@ pub(crate) fn mount_extra(root: &Root, mounts: &[Mount]) -> R<()> {
                 )
                 .map_err(|e| StepError::os("mount tmpfs", Some(&root.show(target)), e))?;
             }
+            Mount::Overlay {
+                lowers,
+                scratch,
+                source,
+                target,
+                readwrite,
+            } => overlay_into(root, lowers, scratch, source, target, *readwrite, userns)?,
         }
     }
     Ok(())
+}
+
+/// [`Mount::Overlay`]: mount the layer stack on `<scratch>/merged`, open `source` in it
+/// confined (`RESOLVE_IN_ROOT`: a symlink in the source tree cannot reach the host) and
+/// bind exactly that object onto `target`.
+fn overlay_into(
+    root: &Root,
+    lowers: &[std::path::PathBuf],
+    scratch: &Path,
+    source: &str,
+    target: &str,
+    readwrite: bool,
+    userns: bool,
+) -> R<()> {
+    let merged = if lowers.is_empty() {
+        // Scratch: nothing to stack, an empty directory is the whole filesystem.
+        let empty = scratch.join("empty");
+        mkdir_host(&empty)?;
+        empty
+    } else {
+        let open_dir = |p: &Path| {
+            rustix::fs::open(
+                p,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| StepError::os("open overlay layer", Some(&p.display().to_string()), e))
+        };
+        let mut lower_dirs = lowers.to_vec();
+        // Descriptors, not path strings: no escaping of `,` or `:` in host paths.
+        let mut upper_work = Vec::new();
+        if readwrite {
+            for name in ["upper", "work"] {
+                let d = scratch.join(name);
+                mkdir_host(&d)?;
+                upper_work.push(open_dir(&d)?);
+            }
+        } else if lower_dirs.len() == 1 {
+            // A read-only overlay needs two lowers; an empty one at the bottom is neutral.
+            let empty = scratch.join("empty");
+            mkdir_host(&empty)?;
+            lower_dirs.insert(0, empty);
+        }
+        let fds = lower_dirs
+            .iter()
+            .map(|p| open_dir(p))
+            .collect::<R<Vec<_>>>()?;
+        let lowerdir: Vec<String> = fds.iter().rev().map(fd_path).collect();
+        let mut opts = format!("lowerdir={}", lowerdir.join(":"));
+        if let [upper, work] = upper_work.as_slice() {
+            opts.push_str(&format!(
+                ",upperdir={},workdir={}",
+                fd_path(upper),
+                fd_path(work)
+            ));
+        }
+        if userns {
+            opts.push_str(",userxattr");
+        }
+        let merged = scratch.join("merged");
+        mkdir_host(&merged)?;
+        let copts = std::ffi::CString::new(opts).map_err(|_| {
+            StepError::msg(
+                "mount overlay",
+                Some(&merged.display().to_string()),
+                "NUL in path",
+            )
+        })?;
+        let flags = if readwrite {
+            MountFlags::empty()
+        } else {
+            MountFlags::RDONLY
+        };
+        rustix::mount::mount("overlay", &merged, "overlay", flags, copts.as_c_str())
+            .map_err(|e| StepError::os("mount overlay", Some(&merged.display().to_string()), e))?;
+        merged
+    };
+    let merged_fd = rustix::fs::open(
+        &merged,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| StepError::os("open", Some(&merged.display().to_string()), e))?;
+    let src = open_in_root(merged_fd.as_fd(), source, OFlags::PATH).map_err(|e| {
+        StepError::os(
+            "bind mount source",
+            Some(&format!("{source} (inside the mount's source filesystem)")),
+            e,
+        )
+    })?;
+    let is_dir = rustix::fs::fstat(&src)
+        .map(|st| {
+            rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory
+        })
+        .map_err(|e| StepError::os("stat", Some(source), e))?;
+    let tfd = if is_dir {
+        ensure_dir(root, target)?
+    } else {
+        ensure_file(root, target)?
+    };
+    rustix::mount::mount_bind_recursive(fd_path(&src), fd_path(&tfd))
+        .map_err(|e| StepError::os("bind mount", Some(&root.show(target)), e))?;
+    if !readwrite && lowers.is_empty() {
+        let top = open_in_root(root.fd.as_fd(), target, OFlags::PATH)
+            .map_err(|e| StepError::os("open", Some(&root.show(target)), e))?;
+        remount_readonly(top.as_fd(), &root.show(target))?;
+    }
+    Ok(())
+}
+
+fn mkdir_host(p: &Path) -> R<()> {
+    match rustix::fs::mkdir(p, Mode::from_raw_mode(0o755)) {
+        Ok(()) | Err(Errno::EXIST) => Ok(()),
+        Err(e) => Err(StepError::os("mkdir", Some(&p.display().to_string()), e)),
+    }
 }
 
 /// `pivot_root` into the root and detach the old one, so no host path is

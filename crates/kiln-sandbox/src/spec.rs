@@ -104,6 +104,18 @@ pub enum Mount {
         /// Size limit in bytes; `None` is the kernel default (half of RAM).
         size: Option<u64>,
     },
+    /// `source` (a path inside the overlay of `lowers`, bottom-most first) at `target`.
+    /// The overlay is mounted on `<scratch>/merged` inside the sandbox's own mount
+    /// namespace; `source` is resolved confined to it (symlinks stay inside), so a layer
+    /// stack needs no copy. Writable only with `readwrite`, and then the writes land in
+    /// `<scratch>/upper` (the caller throws it away): lowers are never modified.
+    Overlay {
+        lowers: Vec<PathBuf>,
+        scratch: PathBuf,
+        source: String,
+        target: String,
+        readwrite: bool,
+    },
 }
 
 /// How container ids map to host ids.

@@ -148,6 +148,23 @@ fn orphans_are_reaped() {
 }
 
 #[test]
+fn payload_in_its_own_process_group_is_still_reaped() {
+    let t = tmp();
+    let root = rootfs(t.path());
+    // An interactive shell moves itself into a new process group (job control); so does
+    // `setsid`. pid 1 must still see it exit instead of waiting forever.
+    let spec = sh(&root, "exec setsid sh -c 'exit 5'");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(run(&spec).outcome.status);
+    });
+    let status = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("pid 1 did not notice the payload's exit");
+    assert_eq!(status.code, Some(5));
+}
+
+#[test]
 fn proc_and_dev_are_fresh_and_minimal() {
     let t = tmp();
     let root = rootfs(t.path());

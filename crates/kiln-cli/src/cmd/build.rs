@@ -1,7 +1,7 @@
 //! `kiln build`: Dockerfile → plan (frontend) → parallel solve (solver + ops) → image
 //! (export). This module is glue: every decision lives in a library.
 
-use crate::cli::{BuildArgs, LayerCompression};
+use crate::cli::{BuildArgs, LayerCompression, OnError};
 use crate::progress::{FailureInfo, Progress, ProgressMode};
 use anyhow::{anyhow, bail, Context as _, Result};
 use kiln_dockerfile::scope::Platform;
@@ -46,8 +46,10 @@ pub fn build(store: &Store, a: &BuildArgs) -> Result<ExitCode> {
         .map(|t| Reference::parse(t).with_context(|| format!("-t {t}")))
         .collect::<Result<Vec<_>>>()?;
     let build_args = parse_build_args(&a.build_args);
-    let named = parse_build_contexts(&a.build_contexts)?;
+    let named = parse_build_contexts(store, &a.build_contexts)?;
     let secrets = parse_secrets(&a.secrets)?;
+    let ssh = parse_ssh(&a.ssh)?;
+    let cache_args = super::build_cache::parse(&a.cache_from, &a.cache_to)?;
 
     let resolver = |r: &Reference| -> Result<ImageConfig, String> { base_config(store, r) };
     let mut fopts = FrontendOptions::new(&src, &resolver);
@@ -129,9 +131,18 @@ pub fn build(store: &Store, a: &BuildArgs) -> Result<ExitCode> {
                 .display()
         ),
         host_ca_bundle: None,
+        max_download_size: a
+            .max_download_size
+            .unwrap_or(kiln_ops::DEFAULT_MAX_DOWNLOAD_SIZE),
     };
     let exe = std::env::current_exe().context("locate the kiln binary for the sandbox helper")?;
-    let executor = Executor::new(store, &plan.graph, exe, contexts, secrets, opts)?;
+    let executor = Executor::new(store, &plan.graph, exe, contexts, secrets, opts)?
+        .with_ssh(ssh)
+        .keep_failed_step(a.on_error == OnError::Shell)
+        .with_cache_imports(super::build_cache::load_imports(
+            &cache_args.imports,
+            a.quiet,
+        )?);
 
     let root_vertex = plan
         .graph
@@ -182,6 +193,9 @@ pub fn build(store: &Store, a: &BuildArgs) -> Result<ExitCode> {
         Err(e) => {
             let info = failure_info(&e, &plan.graph, &src, &file_label);
             let _ = progress.finish(info);
+            if a.on_error == OnError::Shell {
+                debug_shell(&executor);
+            }
             return Err(anyhow!(solve_error_text(&e)));
         }
     };
@@ -247,6 +261,9 @@ pub fn build(store: &Store, a: &BuildArgs) -> Result<ExitCode> {
         ConfigChange::Label(labels).apply(&mut config);
     }
     config.rootfs.diff_ids = state.layers.iter().map(|l| l.diff_id.clone()).collect();
+    // Layers that came from an imported cache as lazy hits are fetched (verified) now.
+    executor.ensure_blobs(&state)?;
+    super::build_cache::report_fetches(&executor, mode, a.quiet);
     let layers: Vec<Layer> = state
         .layers
         .iter()
@@ -265,6 +282,13 @@ pub fn build(store: &Store, a: &BuildArgs) -> Result<ExitCode> {
         }
         None => kiln_export::write_image(store, executor.lease(), &config, &layers, &tags)?,
     };
+    super::build_cache::export(
+        &executor,
+        plan.target.root,
+        &cache_args.exports,
+        mode,
+        a.quiet,
+    )?;
     if tags.is_empty() {
         // Like docker's dangling images: listed as <none>, usable by id, kept by prune.
         store.keep_untagged(&written.manifest)?;
@@ -370,20 +394,25 @@ fn parse_build_args(args: &[String]) -> BTreeMap<String, String> {
 
 type NamedContexts = BTreeMap<String, (NamedContext, Option<PathBuf>)>;
 
-fn parse_build_contexts(specs: &[String]) -> Result<NamedContexts> {
+/// `NAME=DIR`, `NAME=docker-image://REF` (the local store; pulling is the registry
+/// client's job) or `NAME=oci-layout://DIR[:TAG|@DIGEST]` (ingested into the store, kept
+/// as an untagged image, and then used like `docker-image://` by digest).
+fn parse_build_contexts(store: &Store, specs: &[String]) -> Result<NamedContexts> {
     let mut out = BTreeMap::new();
     for s in specs {
         let (name, value) = s.split_once('=').ok_or_else(|| {
-            anyhow!("--build-context {s:?}: expected NAME=DIR or NAME=docker-image://REF")
+            anyhow!("--build-context {s:?}: expected NAME=DIR, NAME=docker-image://REF or NAME=oci-layout://DIR")
         })?;
         if let Some(r) = value.strip_prefix("docker-image://") {
-            out.insert(
-                name.to_string(),
-                (NamedContext::Image(Reference::parse(r)?), None),
-            );
+            let r = Reference::parse(r).with_context(|| format!("--build-context {s}"))?;
+            out.insert(name.to_string(), (NamedContext::Image(r), None));
+        } else if let Some(rest) = value.strip_prefix("oci-layout://") {
+            let r =
+                oci_layout_context(store, rest).with_context(|| format!("--build-context {s}"))?;
+            out.insert(name.to_string(), (NamedContext::Image(r), None));
         } else if value.contains("://") {
             bail!(
-                "--build-context {s:?}: only local directories and docker-image:// are supported"
+                "--build-context {s:?}: expected a directory, docker-image://REF or oci-layout://DIR"
             );
         } else {
             let dir =
@@ -392,6 +421,33 @@ fn parse_build_contexts(specs: &[String]) -> Result<NamedContexts> {
         }
     }
     Ok(out)
+}
+
+/// `DIR[:TAG|@DIGEST]` of an `oci-layout://` context → a digest reference into the store.
+fn oci_layout_context(store: &Store, spec: &str) -> Result<Reference> {
+    let (dir, selector) = if let Some((d, digest)) = spec.rsplit_once('@') {
+        (
+            d,
+            kiln_export::LayoutSelector::Digest(Digest::parse(digest)?),
+        )
+    } else {
+        match spec.rsplit_once(':') {
+            // A colon inside the path (`./a:b/dir`) is not a tag.
+            Some((d, tag)) if !tag.contains('/') => {
+                (d, kiln_export::LayoutSelector::Tag(tag.to_string()))
+            }
+            _ => (spec, kiln_export::LayoutSelector::Default),
+        }
+    };
+    let dir = std::fs::canonicalize(dir).with_context(|| format!("layout directory {dir}"))?;
+    let lease = store.lease()?;
+    let desc = kiln_export::import_layout(store, &lease, &dir, &selector)?;
+    // Untagged (like a dangling build), so the store keeps it and finds it by digest.
+    store.keep_untagged(&desc)?;
+    Ok(Reference::parse(&format!(
+        "localhost/kiln-oci-layout@{}",
+        desc.digest()
+    ))?)
 }
 
 fn parse_secrets(specs: &[String]) -> Result<BTreeMap<String, SecretSource>> {
@@ -414,6 +470,56 @@ fn parse_secrets(specs: &[String]) -> Result<BTreeMap<String, SecretSource>> {
         out.insert(id, source);
     }
     Ok(out)
+}
+
+/// `--ssh ID[=PATH[,PATH…]]` (BuildKit's grammar); keys are read and checked now, so a bad
+/// key fails the build before any step runs.
+fn parse_ssh(specs: &[String]) -> Result<BTreeMap<String, kiln_ops::SshSource>> {
+    let mut out = BTreeMap::new();
+    for s in specs {
+        let (id, paths) = match s.split_once('=') {
+            Some((id, p)) => (id, p.split(',').map(PathBuf::from).collect::<Vec<_>>()),
+            None => (s.as_str(), Vec::new()),
+        };
+        if id.is_empty() {
+            bail!("--ssh {s:?}: expected ID[=SOCKET|KEYFILE[,KEYFILE…]]");
+        }
+        out.insert(id.to_string(), kiln_ops::SshSource::from_paths(id, &paths)?);
+    }
+    Ok(out)
+}
+
+/// `--on-error shell`: /bin/sh in the failed RUN's filesystem, after the error report.
+fn debug_shell(executor: &Executor<'_>) {
+    use std::io::IsTerminal;
+    let Some(step) = executor.take_failed_step() else {
+        eprintln!("--on-error shell: the failed step is not a RUN step; no shell to open");
+        return;
+    };
+    if std::io::stdin().is_terminal() {
+        eprintln!(
+            "--on-error shell: opening /bin/sh in the filesystem of the failed step `{}` \
+             (its changes are discarded when you exit)",
+            step.command()
+        );
+    } else {
+        eprintln!(
+            "--on-error shell: stdin is not a terminal; running the commands read from stdin \
+             with /bin/sh in the filesystem of the failed step `{}`",
+            step.command()
+        );
+    }
+    match step.shell() {
+        Ok(st) => eprintln!(
+            "--on-error shell: shell exited with {}",
+            match (st.code, st.signal) {
+                (Some(c), _) => format!("code {c}"),
+                (None, Some(sig)) => format!("signal {sig}"),
+                _ => "unknown status".into(),
+            }
+        ),
+        Err(e) => eprintln!("--on-error shell: cannot start the shell: {e}"),
+    }
 }
 
 /// `SOURCE_DATE_EPOCH`, or with `--reproducible` the context's git commit time, else 0.
@@ -439,19 +545,66 @@ fn source_date_epoch(reproducible: bool, context: &Path) -> Option<i64> {
     Some(git.unwrap_or(0))
 }
 
-/// Whether the kernel can run binaries of `platform` (a binfmt_misc handler is registered).
+/// Whether the kernel can run binaries of `platform`: an enabled binfmt_misc handler whose
+/// magic matches an ELF header of that machine. Handlers are found by content, not by
+/// name (qemu-user-static, binfmt-support and tonistiigi/binfmt all name them differently).
+/// The handler must be registered with the F flag (interpreter opened at registration) or
+/// its interpreter must be at a path the step's root also has, which kiln does not check.
 fn binfmt_available(platform: &Platform) -> bool {
-    let qemu = match platform.arch.as_str() {
-        "arm64" => "aarch64",
-        "amd64" => "x86_64",
-        "arm" => "arm",
-        "ppc64le" => "ppc64le",
-        "s390x" => "s390x",
-        "riscv64" => "riscv64",
-        "386" => "i386",
+    // ELF e_machine values (elf.h).
+    let machine: u16 = match platform.arch.as_str() {
+        "arm64" => 0xb7,
+        "amd64" => 0x3e,
+        "arm" => 0x28,
+        "ppc64le" => 0x15,
+        "s390x" => 0x16,
+        "riscv64" => 0xf3,
+        "386" => 0x03,
         _ => return false,
     };
-    Path::new(&format!("/proc/sys/fs/binfmt_misc/qemu-{qemu}")).exists()
+    let Ok(dir) = std::fs::read_dir("/proc/sys/fs/binfmt_misc") else {
+        return false;
+    };
+    dir.flatten().any(|e| {
+        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+        binfmt_matches(&text, machine)
+    })
+}
+
+/// One `/proc/sys/fs/binfmt_misc/<name>` entry: enabled, magic at offset 0, and the
+/// e_machine bytes (offset 18, little- or big-endian per the magic's EI_DATA) equal.
+fn binfmt_matches(entry: &str, machine: u16) -> bool {
+    let field = |k: &str| {
+        entry
+            .lines()
+            .find_map(|l| l.strip_prefix(k).map(|v| v.trim().to_string()))
+    };
+    if entry.lines().next() != Some("enabled") || field("interpreter ").is_none() {
+        return false;
+    }
+    // Without F the kernel opens the interpreter by path at exec time, inside the step's
+    // root, where the image does not have it: only fix-binary handlers work in a sandbox.
+    if !field("flags:").is_some_and(|f| f.contains('F')) {
+        return false;
+    }
+    if field("offset ").is_some_and(|o| o != "0") {
+        return false;
+    }
+    let Some(magic) = field("magic ") else {
+        return false;
+    };
+    let bytes: Vec<u8> = (0..magic.len() / 2)
+        .filter_map(|i| u8::from_str_radix(magic.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect();
+    if bytes.len() < 20 || &bytes[..4] != b"\x7fELF" {
+        return false;
+    }
+    let want = if bytes[5] == 2 {
+        machine.to_be_bytes()
+    } else {
+        machine.to_le_bytes()
+    };
+    bytes[18..20] == want
 }
 
 fn failure_info(
@@ -488,4 +641,28 @@ fn failure_info(
 
 fn solve_error_text(e: &SolveError<Digest, OpError>) -> String {
     e.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::binfmt_matches;
+
+    #[test]
+    fn binfmt_entry_is_matched_by_elf_machine() {
+        // As qemu-user-static registers aarch64 (mask line omitted: it is not consulted).
+        let entry = "enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\nflags: POCF\noffset 0\nmagic 7f454c460201010000000000000000000200b700\n";
+        assert!(binfmt_matches(entry, 0xb7));
+        assert!(!binfmt_matches(entry, 0x28), "arm is not aarch64");
+        assert!(!binfmt_matches(
+            &entry.replacen("enabled", "disabled", 1),
+            0xb7
+        ));
+        let s390 = "enabled\ninterpreter /usr/bin/qemu-s390x\nflags: F\noffset 0\nmagic 7f454c4602020100000000000000000000020016\n";
+        assert!(binfmt_matches(s390, 0x16), "big-endian e_machine");
+        let no_f = s390.replace("flags: F", "flags: P");
+        assert!(
+            !binfmt_matches(&no_f, 0x16),
+            "interpreter not opened at registration"
+        );
+    }
 }

@@ -23,7 +23,19 @@ pub fn check(a: &CheckArgs) -> Result<ExitCode> {
         .with_context(|| format!("cannot read Dockerfile {}", path.display()))?;
     let file = path.display().to_string();
     let parsed = kiln_dockerfile::parse(&src);
-    let report = lint::run(&parsed, &CheckOptions::default());
+    // The context matters only for CopyIgnoredFile: its ignore file, chosen as a build
+    // would (`<Dockerfile>.dockerignore` first).
+    let dockerfile_name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("Dockerfile");
+    let context = kiln_context::Context::open(&a.context, dockerfile_name)
+        .with_context(|| format!("cannot open build context {}", a.context.display()))?;
+    let opts = CheckOptions {
+        dockerignore: context.ignore_file().map(|_| context.ignore().clone()),
+        ..CheckOptions::default()
+    };
+    let report = lint::run(&parsed, &opts);
     match a.format {
         OutputFormat::Json => {
             let items: Vec<_> = report

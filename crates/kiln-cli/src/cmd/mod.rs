@@ -1,6 +1,7 @@
 //! One module per command; each turns parsed arguments into library calls and output.
 
 mod build;
+mod build_cache;
 mod check;
 mod exchange;
 mod images;

@@ -41,7 +41,11 @@ impl<K: Eq + Hash + Clone> Plain<K> {
         match &e.kind {
             EventKind::Queued => {}
             EventKind::Started => {}
-            EventKind::Cached { .. } => body.push("CACHED".into()),
+            // A hit from an imported cache names it: "CACHED (from cache /srv/cache)".
+            EventKind::Cached { reason } => body.push(match reason {
+                Some(r) => format!("CACHED ({r})"),
+                None => "CACHED".into(),
+            }),
             EventKind::Log { .. }
             | EventKind::Status { .. }
             | EventKind::Done { .. }

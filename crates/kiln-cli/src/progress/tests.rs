@@ -78,7 +78,7 @@ fn plain_output_is_buildkit_like() {
     let out = plain_text(&script());
     let want = "\
 #1 [base 1/2] FROM busybox
-#1 CACHED
+#1 CACHED (local)
 
 #2 [build 2/4] RUN make
 

@@ -11,11 +11,13 @@ use crate::parser::Parsed;
 use serde::Serialize;
 
 mod consistent_casing;
+mod copy_ignored_file;
 mod duplicate_stage_name;
 mod empty_continuation;
 mod from_args;
 mod from_as_casing;
 mod json_args;
+mod legacy_key_value;
 mod maintainer;
 mod multiple_instructions;
 mod redundant_target_platform;
@@ -25,6 +27,8 @@ mod stage_name_casing;
 mod undefined_var;
 pub mod vars;
 mod workdir_relative;
+
+pub use secrets::looks_secret;
 
 /// A lint rule's descriptor (`kiln check --explain ID`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -61,6 +65,8 @@ const ALL: &[(&Rule, CheckFn)] = &[
         &redundant_target_platform::RULE,
         redundant_target_platform::check,
     ),
+    (&legacy_key_value::RULE, legacy_key_value::check),
+    (&copy_ignored_file::RULE, copy_ignored_file::check),
 ];
 
 /// Every rule, in a stable order.
@@ -80,6 +86,8 @@ pub static RULES: &[Rule] = &[
     from_args::INVALID_DEFAULT_RULE,
     empty_continuation::RULE,
     redundant_target_platform::RULE,
+    legacy_key_value::RULE,
+    copy_ignored_file::RULE,
 ];
 
 /// Look a rule up by id, case-insensitively (`--explain stagenamecasing`).
@@ -98,6 +106,8 @@ pub struct CheckOptions {
     /// Variables known to exist in base images (e.g. from their config);
     /// `UndefinedVar` treats them as declared. `PATH` is always known.
     pub known_env: Vec<String>,
+    /// The context's ignore rules, when a context is known; `CopyIgnoredFile` needs them.
+    pub dockerignore: Option<crate::ignore::IgnoreMatcher>,
 }
 
 /// Parsed `# check=skip=A,B;error=true` directive.

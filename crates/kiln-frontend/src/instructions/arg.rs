@@ -1,5 +1,6 @@
 //! ARG in a stage: build-arg, else default (expanded, seeing earlier ARGs of the line),
 //! else the global value. Declared ARGs with a value join the RUN environment.
+//! Values of secret-looking and proxy ARGs stay out of the history.
 
 use crate::error::FrontendError;
 use crate::lower::Lowerer;
@@ -24,9 +25,18 @@ pub(crate) fn dispatch(
                 d.default.as_ref().map(|w| w.raw.as_str()),
             )
             .map_err(|e| expand_err(e, d.default.as_ref().unwrap_or(&d.name)))?;
+        let name = &d.name.raw;
         parts.push(match v {
-            Some(v) => format!("{}={v}", d.name.raw),
-            None => d.name.raw.clone(),
+            // History ships with the image: a secret-looking or proxy ARG (proxy URLs carry
+            // credentials) is named, its value is not (BuildKit writes it; kiln does not).
+            Some(_)
+                if kiln_dockerfile::lint::looks_secret(name)
+                    || kiln_dockerfile::scope::is_proxy_arg(name) =>
+            {
+                format!("{name}={}", crate::instructions::run::REDACTED)
+            }
+            Some(v) => format!("{name}={v}"),
+            None => name.clone(),
         });
     }
     st.history(format!("ARG {}", parts.join(" ")), false);

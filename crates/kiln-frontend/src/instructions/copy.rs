@@ -125,6 +125,16 @@ pub(crate) fn lower_copy(
             ));
         }
     }
+    if let Some(w) = &c.checksum {
+        // BuildKit: a checksum pins one remote source; it means nothing for local files.
+        if !srcs.local.is_empty() || !srcs.heredocs.is_empty() || srcs.remote.len() != 1 {
+            return Err(FrontendError::at(
+                ErrorKind::InvalidFlag,
+                "--checksum needs exactly one source, an HTTP(S) URL or a git repository",
+                w.span,
+            ));
+        }
+    }
     let excludes: Vec<String> = c.excludes.iter().map(|w| w.raw.clone()).collect();
     let n_sources = srcs.local.len() + srcs.heredocs.len() + srcs.remote.len();
     if n_sources == 0 {
@@ -256,6 +266,7 @@ pub(crate) fn lower_copy(
                 checksum,
                 chown: chown.clone(),
                 chmod: chmod.clone(),
+                exclude: excludes.clone(),
             });
         } else {
             actions.push(FileAction::AddUrl {
@@ -264,6 +275,9 @@ pub(crate) fn lower_copy(
                 checksum,
                 chown: chown.clone(),
                 chmod: chmod.clone(),
+                // BuildKit: a downloaded archive is extracted only with --unpack=true.
+                unpack: c.unpack == Some(true),
+                exclude: excludes.clone(),
             });
         }
     }

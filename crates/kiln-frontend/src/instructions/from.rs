@@ -8,7 +8,7 @@ use crate::state::StageState;
 use crate::{BaseImage, NamedContext};
 use kiln_dockerfile::scope::Platform;
 use kiln_dockerfile::{Instruction, Node};
-use kiln_graph::{Op, SourceOp};
+use kiln_graph::{CopyAction, FileAction, FileOp, InputIndex, Op, SourceOp};
 use kiln_oci::{ImageConfig, Reference};
 
 pub(crate) fn dispatch(
@@ -158,7 +158,20 @@ pub(crate) fn dispatch(
         );
         let desc = format!("{desc_prefix} FROM {image}");
         let meta = lw.meta(&tmp, desc, node.span);
-        let root = lw.add(op, vec![], meta, node.span)?;
+        let root = if is_context {
+            // A directory is no filesystem yet: its files are copied onto scratch (owners
+            // 0:0, like COPY from a context), which makes them the stage's first layer
+            // and keys that layer by their content.
+            let ctx = lw.context_vertex(&tmp, &image, Vec::new(), Vec::new(), node.span)?;
+            let copy = CopyAction::new(InputIndex(0), vec!["/".into()], "/".into());
+            let op = Op::File(FileOp {
+                root: None,
+                actions: vec![FileAction::Copy(copy)],
+            });
+            lw.add(op, vec![ctx], meta, node.span)?
+        } else {
+            lw.add(op, vec![], meta, node.span)?
+        };
         let base = match (base_ref, is_context) {
             (Some(reference), _) => BaseImage::Image {
                 reference,

@@ -317,12 +317,21 @@ pub(crate) fn dispatch(
     let parent = st.root;
     let v = lw.add(op, inputs, meta, span)?;
     // History: `RUN |N K=v … args` (BuildKit runCommandString), proxies never included.
+    // Unlike BuildKit, the value of an ARG named like a secret (`API_TOKEN`, see the
+    // SecretsUsedInArgOrEnv lint) is not written: history ships with the image, and the
+    // value still reaches the step's environment and (hashed) its cache key.
     let hargs: Vec<String> = st
         .scope
         .history_args()
         .into_iter()
         .filter(|(k, _)| !is_proxy_arg(k))
-        .map(|(k, v)| format!("{k}={}", st.scope.env().get(&k).unwrap_or(&v)))
+        .map(|(k, v)| {
+            if kiln_dockerfile::lint::looks_secret(&k) {
+                format!("{k}={REDACTED}")
+            } else {
+                format!("{k}={}", st.scope.env().get(&k).unwrap_or(&v))
+            }
+        })
         .collect();
     let created = if hargs.is_empty() {
         format!("RUN {}", args.join(" "))
@@ -337,6 +346,9 @@ pub(crate) fn dispatch(
     st.commit(v, Some(parent), created);
     Ok(())
 }
+
+/// What history shows instead of the value of a secret-looking build argument.
+pub(crate) const REDACTED: &str = "<redacted>";
 
 fn include(source: &str) -> Vec<String> {
     let s = source.trim_start_matches('/');

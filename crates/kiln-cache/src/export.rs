@@ -1,0 +1,203 @@
+//! Writing a cache artifact: blobs from the store (and tarred cache mounts) to a sink,
+//! config and manifest last.
+
+use crate::format::{
+    CacheConfig, LayerEntry, MountEntry, RecordEntry, ARTIFACT_TYPE, CONFIG_MEDIA_TYPE,
+    FORMAT_VERSION, MOUNT_MEDIA_TYPE,
+};
+use crate::{CacheSink, Error};
+use kiln_fs::IdMapping;
+use kiln_oci::spec::Descriptor;
+use kiln_oci::Digest;
+use kiln_store::{Lease, Store};
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportLayer {
+    pub descriptor: Descriptor,
+    pub diff_id: Digest,
+}
+
+/// One step's result, as the build knows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportRecord {
+    pub key: Digest,
+    pub description: String,
+    /// Layers the step added (each blob must be in the store).
+    pub layers: Vec<ExportLayer>,
+    /// Chain id of the step's whole result (None: an empty filesystem).
+    pub chain_id: Option<Digest>,
+    /// Keys of the records whose results are this step's inputs (links that point at
+    /// records not exported are left out).
+    pub parents: Vec<Digest>,
+    pub exec_seconds: f64,
+}
+
+/// A `RUN --mount=type=cache` directory to export.
+#[derive(Debug, Clone)]
+pub struct ExportMount {
+    /// sha256 of the mount's id (the directory's name in the store).
+    pub id_hash: Digest,
+    pub dir: PathBuf,
+    /// Rootless stores hold host ids: write container ids (see kiln-snapshot).
+    pub id_map: Option<IdMapping>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExportReport {
+    pub records: usize,
+    pub mounts: usize,
+    pub blobs_sent: usize,
+    pub blobs_present: usize,
+    pub bytes_sent: u64,
+    /// Digest of the manifest published.
+    pub manifest: Option<String>,
+}
+
+/// Exports `records` (and `mounts`) to `sink`. Mount tars are staged as blobs in the
+/// store under `lease` (they are garbage for the store once the lease ends). `mode` is
+/// recorded in the config for the reader's information.
+pub fn export(
+    store: &Store,
+    lease: &Lease,
+    sink: &dyn CacheSink,
+    key_scheme: &str,
+    mode: &str,
+    records: &[ExportRecord],
+    mounts: &[ExportMount],
+) -> Result<ExportReport, Error> {
+    let mut report = ExportReport::default();
+    let mut layers: Vec<Descriptor> = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
+    let index: BTreeMap<&Digest, usize> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (&r.key, i))
+        .collect();
+    let mut entries = Vec::new();
+    for r in records {
+        for l in &r.layers {
+            if seen.insert(l.descriptor.digest().to_string()) {
+                layers.push(l.descriptor.clone());
+            }
+        }
+        let mut parents: Vec<usize> = r
+            .parents
+            .iter()
+            .filter_map(|p| index.get(p).copied())
+            .collect();
+        parents.sort_unstable();
+        parents.dedup();
+        entries.push(RecordEntry {
+            key: r.key.clone(),
+            description: r.description.clone(),
+            layers: r
+                .layers
+                .iter()
+                .map(|l| {
+                    Ok(LayerEntry {
+                        digest: Digest::parse(l.descriptor.digest().as_ref()).map_err(|e| {
+                            Error::malformed(sink.name(), format!("layer digest: {e}"))
+                        })?,
+                        diff_id: l.diff_id.clone(),
+                    })
+                })
+                .collect::<Result<_, Error>>()?,
+            chain_id: r.chain_id.clone(),
+            parents,
+            exec_seconds: r.exec_seconds,
+        });
+    }
+    let mut mount_entries = Vec::new();
+    for m in mounts {
+        let (desc, entry) = stage_mount(store, lease, m)?;
+        if seen.insert(desc.digest().to_string()) {
+            layers.push(desc);
+        }
+        mount_entries.push(entry);
+    }
+    for d in &layers {
+        send(store, sink, d, &mut report)?;
+    }
+    let config = CacheConfig {
+        version: FORMAT_VERSION,
+        key_scheme: key_scheme.to_string(),
+        mode: mode.to_string(),
+        records: entries,
+        mounts: mount_entries,
+    };
+    let config_bytes = serde_json::to_vec(&config).expect("cache config serialises");
+    let config_desc = store
+        .put_bytes(Some(lease), &config_bytes)?
+        .descriptor(CONFIG_MEDIA_TYPE);
+    send(store, sink, &config_desc, &mut report)?;
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": kiln_oci::media::OCI_MANIFEST,
+        "artifactType": ARTIFACT_TYPE,
+        "config": config_desc,
+        "layers": layers,
+    });
+    let bytes = serde_json::to_vec(&manifest).expect("manifest serialises");
+    sink.put_manifest(&bytes, kiln_oci::media::OCI_MANIFEST)?;
+    report.records = records.len();
+    report.mounts = mounts.len();
+    report.manifest = Some(Digest::of_bytes(&bytes).to_string());
+    Ok(report)
+}
+
+fn send(
+    store: &Store,
+    sink: &dyn CacheSink,
+    d: &Descriptor,
+    report: &mut ExportReport,
+) -> Result<(), Error> {
+    let digest = Digest::parse(d.digest().as_ref())
+        .map_err(|e| Error::malformed(sink.name(), format!("blob digest: {e}")))?;
+    if sink.has_blob(&digest, d.size())? {
+        report.blobs_present += 1;
+        return Ok(());
+    }
+    // Read back verified: a store blob damaged on disk must not be published.
+    let mut r = store.open_blob_verified(&digest, d.size())?;
+    sink.put_blob(d, &mut r)?;
+    report.blobs_sent += 1;
+    report.bytes_sent += d.size();
+    Ok(())
+}
+
+/// Tars a cache mount directory deterministically (gzip) into a store blob.
+fn stage_mount(
+    store: &Store,
+    lease: &Lease,
+    m: &ExportMount,
+) -> Result<(Descriptor, MountEntry), Error> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(&m.dir).map_err(Error::io("cache export", "stat", &m.dir))?;
+    let root = kiln_fs::SafeRoot::open(&m.dir)?;
+    let opts = kiln_archive::WriteOptions {
+        clamp_mtime: None,
+        overlay_upper: false,
+        xattrs: true,
+        id_map: m.id_map.clone(),
+    };
+    let bw = store.blob_writer(Some(lease))?;
+    let (bw, _digests) =
+        kiln_archive::write_layer(&root, bw, &opts, kiln_archive::Compression::Gzip, None)?;
+    let info = bw.commit(None)?;
+    let (uid, gid) = match &m.id_map {
+        Some(map) => map.container_owner(meta.uid(), meta.gid()),
+        None => (meta.uid(), meta.gid()),
+    };
+    Ok((
+        info.descriptor(MOUNT_MEDIA_TYPE),
+        MountEntry {
+            id_hash: m.id_hash.clone(),
+            digest: info.digest,
+            mode: meta.mode() & 0o7777,
+            uid,
+            gid,
+        },
+    ))
+}
