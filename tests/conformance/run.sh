@@ -135,8 +135,12 @@ run_case() {
       { echo "ERROR $case: prepare.sh failed"; cat "$w/prepare.log"; }
   fi
   local tag=conf-$case
+  # every builder gets its own copy of the context: a RUN --mount=type=bind,rw of buildah
+  # writes through to the directory it was given
+  local b
+  for b in kiln $PEERS; do cp -a "$w/ctx" "$w/ctx-$b"; done
   # kiln
-  if (cd "$w/ctx" && "$KILN" build -q --progress plain "${args[@]}" \
+  if (cd "$w/ctx-kiln" && "$KILN" build -q --progress plain "${args[@]}" \
         -o "type=oci,dest=$w/kiln.oci,tar=false" .) > "$w/kiln.log" 2>&1; then
     python3 "$HERE/conform.py" describe "$w/kiln.oci" - "$w/kiln.desc" 2>>"$w/kiln.log" || rm -f "$w/kiln.desc"
   fi
@@ -144,7 +148,7 @@ run_case() {
   for peer in $PEERS; do
     case $peer in
       buildah)
-        if (cd "$w/ctx" && buildah $BAH bud --layers=false --force-rm --format docker --isolation chroot \
+        if (cd "$w/ctx-buildah" && buildah $BAH bud --layers=false --force-rm --format docker --isolation chroot \
               -q -t "localhost/$tag" "${args[@]}" .) > "$w/buildah.log" 2>&1 &&
            skopeo copy -q "${CS}localhost/$tag:latest" "oci:$w/buildah.oci:conf" >> "$w/buildah.log" 2>&1 &&
            skopeo inspect --config --raw "${CS}localhost/$tag:latest" > "$w/buildah.cfg" 2>>"$w/buildah.log"; then
@@ -153,7 +157,7 @@ run_case() {
         buildah $BAH rmi -f "localhost/$tag" >/dev/null 2>&1 || true ;;
       docker)
         # one docker build at a time (its session and content caches are shared)
-        if (cd "$w/ctx" && flock "$WORK/docker.lock" sh -c 'd=$0 t=$1 o=$2; shift 2
+        if (cd "$w/ctx-docker" && flock "$WORK/docker.lock" sh -c 'd=$0 t=$1 o=$2; shift 2
               DOCKER_BUILDKIT=1 "$d" build -q -t "$t" "$@" . && "$d" save -o "$o" "$t"' \
               "$DOCKER" "conf/$tag" "$w/docker.tar" "${args[@]}") > "$w/docker.log" 2>&1 &&
            skopeo copy -q "docker-archive:$w/docker.tar" "oci:$w/docker.oci:conf" >> "$w/docker.log" 2>&1 &&
@@ -174,7 +178,7 @@ run_case() {
     echo "$res" > "$w/$peer.result"
   done
   [ -n "$PEERS" ] || echo pass > "$w/none.result"
-  rm -rf "$w"/*.oci
+  rm -rf "$w"/*.oci "$w"/ctx-*
 }
 export -f run_case
 
