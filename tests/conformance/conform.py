@@ -245,10 +245,10 @@ def unused(known_path, used_path, peers):
     used = set()
     if os.path.exists(used_path):
         with open(used_path) as fh:
-            used = {int(x) for x in fh.read().split()}
+            used = set(fh.read().splitlines())
     peers = peers.split()
     for c, p, f, reason, n in load_known(known_path):
-        if n not in used and any(fnmatch.fnmatchcase(x, p) for x in peers):
+        if f"{c} {p} {f}" not in used and any(fnmatch.fnmatchcase(x, p) for x in peers):
             print(f"conformance: note: known-differences.txt:{n} matched nothing: {c} {p} {f}")
 
 
@@ -256,7 +256,7 @@ def known(rules, case, peer, key):
     for c, p, f, reason, n in rules:
         if fnmatch.fnmatchcase(case, c) and fnmatch.fnmatchcase(peer, p) and \
                 fnmatch.fnmatchcase(key, f):
-            return reason, n
+            return reason, f"{c} {p} {f}"
     return None
 
 
