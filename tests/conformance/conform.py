@@ -240,11 +240,23 @@ def load_known(path):
     return rules
 
 
+def unused(known_path, used_path, peers):
+    """Prints the rules no difference of this run needed (for peers that ran)."""
+    used = set()
+    if os.path.exists(used_path):
+        with open(used_path) as fh:
+            used = set(fh.read().splitlines())
+    peers = peers.split()
+    for c, p, f, reason, n in load_known(known_path):
+        if f"{c} {p} {f}" not in used and any(fnmatch.fnmatchcase(x, p) for x in peers):
+            print(f"conformance: note: known-differences.txt:{n} matched nothing: {c} {p} {f}")
+
+
 def known(rules, case, peer, key):
     for c, p, f, reason, n in rules:
         if fnmatch.fnmatchcase(case, c) and fnmatch.fnmatchcase(peer, p) and \
                 fnmatch.fnmatchcase(key, f):
-            return reason, n
+            return reason, f"{c} {p} {f}"
     return None
 
 
@@ -252,11 +264,16 @@ def compare(case, peer, kiln_path, peer_path, known_path):
     rules = load_known(known_path)
     a, b = load_desc(kiln_path), load_desc(peer_path)
     diffs = []
-    if a is None or b is None:
-        # one side (or both) did not build: the "build" field
+    expect_fail = bool(os.environ.get("CONF_EXPECT_FAIL"))
+    if expect_fail or a is None or b is None:
+        # one side (or both) did not build: the "build" field. A case with an expect-fail
+        # file passes only when every builder refuses it.
         ka = "failed" if a is None else "ok"
         kb = "failed" if b is None else "ok"
-        if ka != kb or a is None:
+        if expect_fail:
+            if a is not None or b is not None:
+                diffs.append(("build", f"kiln {ka}", f"{peer} {kb} (both should fail)"))
+        elif ka != kb or a is None:
             diffs.append(("build", f"kiln {ka}", f"{peer} {kb}"))
     else:
         for k in sorted(set(a) | set(b)):
@@ -264,13 +281,18 @@ def compare(case, peer, kiln_path, peer_path, known_path):
                 diffs.append((k, a.get(k, "(absent)"), b.get(k, "(absent)")))
     unexpected = 0
     out = []
+    used = set()
     for k, va, vb in diffs:
         kn = known(rules, case, peer, k)
         if kn:
+            used.add(kn[1])
             out.append(f"  known  {k}: kiln: {va} | {peer}: {vb}  [{kn[0]}]")
         else:
             unexpected += 1
             out.append(f"  DIFF   {k}: kiln: {va} | {peer}: {vb}")
+    if os.environ.get("CONF_USED"):
+        with open(os.environ["CONF_USED"], "a") as fh:
+            fh.writelines(f"{n}\n" for n in sorted(used))
     if unexpected:
         print(f"FAIL {case} vs {peer}: {unexpected} unexpected difference(s)")
         print("\n".join(out))
@@ -284,6 +306,8 @@ if __name__ == "__main__":
     cmd = sys.argv[1] if len(sys.argv) > 1 else ""
     if cmd == "describe" and len(sys.argv) == 5:
         describe(*sys.argv[2:5])
+    elif cmd == "unused" and len(sys.argv) == 5:
+        unused(*sys.argv[2:5])
     elif cmd == "compare" and len(sys.argv) == 7:
         sys.exit(compare(*sys.argv[2:7]))
     else:

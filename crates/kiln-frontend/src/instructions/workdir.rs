@@ -29,6 +29,10 @@ pub(crate) fn dispatch(
         join_workdir(&st.workdir(), &dir)
     };
     ConfigChange::Workdir(wd.clone()).apply(&mut st.config);
+    // ConfigChange cleans the path; BuildKit stores an absolute one as written
+    if let Some(rc) = st.config.config.as_mut() {
+        rc.working_dir = Some(wd.clone());
+    }
     st.step += 1;
     let made = mkdir_paths(&wd);
     if made.is_empty() {
