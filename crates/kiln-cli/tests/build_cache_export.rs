@@ -244,9 +244,15 @@ fn machine_b_hits_every_step_and_fetches_only_final_layers() {
             &spec("dest", &cache, ",mode=max"),
         ],
     );
+    let reason = format!("from cache {}", cache.display());
+    assert_eq!(
+        cached_from(&ev, &reason),
+        steps(&ev),
+        "every step of C a hit from the cache: {ev:#?}"
+    );
     let export = cache_events(&ev, "cache_export");
     assert_eq!(export[0]["records"], 5, "{:#}", export[0]);
-    assert_eq!(export[0]["blobs_sent"], 0, "{:#}", export[0]);
+    assert_eq!(export[0]["blobs_sent"], 0, "{:#}\n{ev:#?}", export[0]);
     assert_eq!(cache_events(&ev, "cache_import")[0]["blobs_fetched"], 2);
 }
 
