@@ -53,7 +53,11 @@ fn machine(content: &str) -> Option<(Env, PathBuf)> {
     registries()?;
     let env = Env::new();
     base_image(&env)?;
-    let ctx = context(&env, "ctx", &[("Dockerfile", DOCKERFILE), ("a.txt", content)]);
+    let ctx = context(
+        &env,
+        "ctx",
+        &[("Dockerfile", DOCKERFILE), ("a.txt", content)],
+    );
     Some((env, ctx))
 }
 
@@ -79,7 +83,10 @@ fn build(env: &Env, ctx: &Path, extra: &[&str]) -> (Vec<Value>, String) {
 
 fn build_fails(env: &Env, ctx: &Path, extra: &[&str]) -> String {
     let o = build_out(env, ctx, extra);
-    assert!(!o.status.success(), "kiln build {extra:?} unexpectedly succeeded");
+    assert!(
+        !o.status.success(),
+        "kiln build {extra:?} unexpectedly succeeded"
+    );
     err_str(&o)
 }
 
@@ -151,7 +158,13 @@ fn access_log(from: u64, repo: &str) -> Vec<(String, String, u16)> {
             let mut parts = q.split(' ');
             let method = parts.next()?.to_string();
             let path = parts.next()?.to_string();
-            let status = l.split('"').nth(2)?.split_whitespace().next()?.parse().ok()?;
+            let status = l
+                .split('"')
+                .nth(2)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()?;
             path.starts_with(&needle).then_some((method, path, status))
         })
         .collect()
@@ -205,7 +218,10 @@ fn machine_b_hits_every_step_from_the_registry_and_fetches_only_final_layers() {
     assert_eq!(export["records"], 5, "{export:#}");
     assert_eq!(export["mounts"], 1, "{export:#}");
     let sent = export["blobs_sent"].as_u64().unwrap();
-    assert!(sent >= 5, "layers, the mount tar and the config: {export:#}");
+    assert!(
+        sent >= 5,
+        "layers, the mount tar and the config: {export:#}"
+    );
     assert!(uploads(&access_log(start, &repo)) >= sent as usize);
     let digest_a = a.inspect("app")["Digest"].clone();
     let (manifest, config) = registry_cache(&repo, "buildcache");
@@ -231,7 +247,11 @@ fn machine_b_hits_every_step_from_the_registry_and_fetches_only_final_layers() {
     };
     let base_blobs = b.blobs();
     let start = log_len();
-    let (ev, _) = build(&b, &ctx_b, &["--cache-from", &format!("type=registry,ref={cache}")]);
+    let (ev, _) = build(
+        &b,
+        &ctx_b,
+        &["--cache-from", &format!("type=registry,ref={cache}")],
+    );
     let all = steps(&ev);
     assert_eq!(all.len(), 5, "{all:?}");
     assert_eq!(
@@ -242,7 +262,11 @@ fn machine_b_hits_every_step_from_the_registry_and_fetches_only_final_layers() {
     assert_eq!(b.inspect("app")["Digest"], digest_a, "same image digest");
     let final_layers: BTreeSet<String> = b.layer_digests("app").into_iter().collect();
     let new_layers: BTreeSet<String> = final_layers.difference(&base_blobs).cloned().collect();
-    assert_eq!(new_layers.len(), 2, "COPY --from and RUN layers: {new_layers:?}");
+    assert_eq!(
+        new_layers.len(),
+        2,
+        "COPY --from and RUN layers: {new_layers:?}"
+    );
     assert_eq!(one(&ev, "cache_import")["blobs_fetched"], 2);
     // What the registry saw: the manifest, the config, the two final layers. Not the
     // builder stage's layers, not the cache-mount tar (no step missed and needed it).
@@ -279,7 +303,10 @@ RUN --mount=type=cache,target=/cache,id=pkgs sh -c 'cat /cache/p > /seen || echo
             &format!("type=local,dest={}", out.display()),
         ],
     );
-    assert_eq!(std::fs::read_to_string(out.join("seen")).unwrap(), "pkgdata\n");
+    assert_eq!(
+        std::fs::read_to_string(out.join("seen")).unwrap(),
+        "pkgdata\n"
+    );
 }
 
 /// mode=min records the final stage's chain, mode=max every step; B from the min cache
@@ -312,7 +339,10 @@ fn mode_min_and_max_over_the_registry() {
     };
     let min_records = descriptions(&min_repo);
     assert_eq!(min_records.len(), 2, "{min_records:?}");
-    assert!(min_records.iter().all(|d| d.contains("stage-1")), "{min_records:?}");
+    assert!(
+        min_records.iter().all(|d| d.contains("stage-1")),
+        "{min_records:?}"
+    );
     let max_records = descriptions(&max_repo);
     assert_eq!(max_records.len(), 5, "{max_records:?}");
     assert!(max_records.is_superset(&min_records));
@@ -323,7 +353,11 @@ fn mode_min_and_max_over_the_registry() {
     let Some((b, ctx_b)) = machine(&content) else {
         return;
     };
-    let (ev, _) = build(&b, &ctx_b, &["--cache-from", &format!("type=registry,ref={min}")]);
+    let (ev, _) = build(
+        &b,
+        &ctx_b,
+        &["--cache-from", &format!("type=registry,ref={min}")],
+    );
     let hits = cached_from(&ev, &format!("from cache {min}"));
     assert_eq!(hits.len(), 2, "{hits:?}");
     assert!(hits.iter().all(|d| d.contains("stage-1")), "{hits:?}");
@@ -338,7 +372,11 @@ fn missing_cache_ref_is_a_warning() {
         return;
     };
     let (_, cache) = cache_ref();
-    let (ev, err) = build(&b, &ctx_b, &["--cache-from", &format!("type=registry,ref={cache}")]);
+    let (ev, err) = build(
+        &b,
+        &ctx_b,
+        &["--cache-from", &format!("type=registry,ref={cache}")],
+    );
     assert!(
         err.contains(&format!("cache {cache}: no cache there yet")),
         "{err}"
@@ -349,9 +387,15 @@ fn missing_cache_ref_is_a_warning() {
     let (_, err) = build(
         &b,
         &ctx_b,
-        &["--cache-from", "type=registry,ref=127.0.0.1:1/nothing/here:cache"],
+        &[
+            "--cache-from",
+            "type=registry,ref=127.0.0.1:1/nothing/here:cache",
+        ],
     );
-    assert!(err.contains("warning: not using cache 127.0.0.1:1/nothing/here:cache"), "{err}");
+    assert!(
+        err.contains("warning: not using cache 127.0.0.1:1/nothing/here:cache"),
+        "{err}"
+    );
 }
 
 /// Pushes `bytes` as a blob of `repo` with raw HTTP (POST a session, PUT the bytes);
@@ -374,7 +418,8 @@ fn push_raw_blob(env: &Env, repo: &str, bytes: &[u8]) -> String {
         .lines()
         .find_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("location").then(|| v.trim().to_string())
+            k.eq_ignore_ascii_case("location")
+                .then(|| v.trim().to_string())
         })
         .unwrap_or_else(|| panic!("no Location: {head}"));
     let loc = if loc.starts_with('/') {
@@ -453,7 +498,11 @@ fn tampered_cache_in_the_registry_is_refused() {
     let Some((b, ctx_b)) = machine(&content) else {
         return;
     };
-    let err = build_fails(&b, &ctx_b, &["--cache-from", &format!("type=registry,ref={lying_ref}")]);
+    let err = build_fails(
+        &b,
+        &ctx_b,
+        &["--cache-from", &format!("type=registry,ref={lying_ref}")],
+    );
     assert!(
         err.contains("the cache record says") && err.contains(&junk),
         "{err}"
@@ -476,7 +525,11 @@ fn tampered_cache_in_the_registry_is_refused() {
     let Some((c, ctx_c)) = machine(&content) else {
         return;
     };
-    let err = build_fails(&c, &ctx_c, &["--cache-from", &format!("type=registry,ref={cache}")]);
+    let err = build_fails(
+        &c,
+        &ctx_c,
+        &["--cache-from", &format!("type=registry,ref={cache}")],
+    );
     assert!(
         err.contains(&final_layer) && err.contains("corrupt"),
         "the error names the corrupt blob: {err}"

@@ -74,6 +74,8 @@ impl RegistryCache {
         }
     }
 
+    // kiln_cache::Error is what the transport traits return; these helpers feed them.
+    #[allow(clippy::result_large_err)]
     fn digest(&self, d: &Descriptor) -> Result<Digest, Error> {
         Digest::try_from(d.digest()).map_err(|e| Error::Malformed {
             cache: self.name.clone(),
@@ -83,6 +85,7 @@ impl RegistryCache {
 
     /// A `GET` of `digest` from `offset` on: the body, positioned at `offset` (a registry
     /// that ignores `Range` sends the whole blob; the bytes before `offset` are skipped).
+    #[allow(clippy::result_large_err)]
     fn open_at(&self, digest: &Digest, offset: u64) -> Result<Box<dyn Read + Send>, Error> {
         let resp = self
             .client
@@ -99,12 +102,13 @@ impl RegistryCache {
             })?;
         let mut body = resp.body;
         if offset > 0 && resp.status != 206 {
-            let skipped = io::copy(&mut body.by_ref().take(offset), &mut io::sink()).map_err(
-                |e| Error::Transport {
-                    cache: self.name.clone(),
-                    message: format!("blob {digest}: {e}"),
-                },
-            )?;
+            let skipped =
+                io::copy(&mut body.by_ref().take(offset), &mut io::sink()).map_err(|e| {
+                    Error::Transport {
+                        cache: self.name.clone(),
+                        message: format!("blob {digest}: {e}"),
+                    }
+                })?;
             if skipped < offset {
                 return Err(Error::Transport {
                     cache: self.name.clone(),
@@ -238,16 +242,16 @@ impl CacheSink for RegistryCache {
         };
         let mut spool = tempfile::tempfile().map_err(io_err("create a temporary file in"))?;
         let mut verified = VerifyingReader::new(reader.take(size + 1), digest.clone(), size);
-        io::copy(&mut verified, &mut spool).map_err(|e| {
-            match kiln_oci::verify::as_verify_error(&e) {
+        io::copy(&mut verified, &mut spool).map_err(
+            |e| match kiln_oci::verify::as_verify_error(&e) {
                 Some(v) => Error::BlobVerify {
                     cache: self.name.clone(),
                     digest: digest.clone(),
                     source: v.clone(),
                 },
                 None => io_err("write a temporary file in")(e),
-            }
-        })?;
+            },
+        )?;
         let open = |offset: u64, len: u64| -> crate::Result<Body> {
             let mut f = spool.try_clone().map_err(|e| RegistryError::Transport {
                 host: self.client.host().to_string(),

@@ -4,13 +4,13 @@
 //! made exactly as for `kiln pull`/`kiln push`: same credentials, TLS roots and
 //! plain-HTTP policy).
 
+use super::registry::Registries;
 use crate::progress::ProgressMode;
 use crate::render::human_size;
 use anyhow::{bail, Context as _, Result};
 use kiln_cache::{
     CacheSink, CacheSource, ExportSpec, ImportSpec, ImportedCache, LocalDir, Transport,
 };
-use super::registry::Registries;
 use kiln_oci::Reference;
 use kiln_ops::{CacheImport, Executor, KEY_SCHEME};
 use kiln_registry::RegistryCache;
@@ -53,7 +53,10 @@ fn registry_ref(flag: &str, r: &str) -> Result<Reference> {
 
 fn registry_cache(regs: &Registries, r: &str) -> Result<RegistryCache> {
     let reference = registry_ref("cache", r)?;
-    Ok(RegistryCache::new(regs.client(reference.registry())?, &reference))
+    Ok(RegistryCache::new(
+        regs.client(reference.registry())?,
+        &reference,
+    ))
 }
 
 fn source(t: &Transport, regs: &Registries) -> Result<Box<dyn CacheSource>> {
