@@ -55,7 +55,7 @@ note() { printf '== %s\n' "$*" >&2; }
 now() { date +%s.%N; }
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "NA"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 dk() { DOCKER_HOST=unix://$DOCKER_SOCK docker "$@"; }
-docker_alive() { [ -S "$DOCKER_SOCK" ] && command -v docker >/dev/null && timeout 10 dk info >/dev/null 2>&1; }
+docker_alive() { [ -S "$DOCKER_SOCK" ] && command -v docker >/dev/null && DOCKER_HOST=unix://$DOCKER_SOCK timeout 20 docker info >/dev/null 2>&1; }
 
 mkdir -p "$W"
 CTX=$W/ctx
