@@ -310,3 +310,98 @@ impl CacheSink for RegistryCache {
             .map_err(|e| self.transport_err(e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::{Request, Response, Transport, TransportError};
+    use kiln_oci::spec::MediaType;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    /// Serves one blob: a plain GET dies half-way (connection reset), a ranged GET answers
+    /// 206 with the rest. Records the Range headers it saw.
+    struct CutOnce {
+        blob: Vec<u8>,
+        ranges: Mutex<Vec<Option<String>>>,
+    }
+
+    struct Failing(io::Cursor<Vec<u8>>);
+    impl Read for Failing {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            match self.0.read(buf)? {
+                0 => Err(io::Error::new(io::ErrorKind::ConnectionReset, "reset")),
+                n => Ok(n),
+            }
+        }
+    }
+
+    impl Transport for CutOnce {
+        fn send(&self, req: Request) -> Result<Response, TransportError> {
+            let range = req
+                .headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("range"))
+                .map(|(_, v)| v.clone());
+            let ok = |status, body: Box<dyn Read + Send>| {
+                Ok(Response {
+                    status,
+                    headers: vec![],
+                    body,
+                })
+            };
+            if !req.url.contains("/blobs/") {
+                return ok(200, Box::new(io::empty()));
+            }
+            self.ranges.lock().unwrap().push(range.clone());
+            match range {
+                None => ok(
+                    200,
+                    Box::new(Failing(io::Cursor::new(
+                        self.blob[..self.blob.len() / 2].to_vec(),
+                    ))),
+                ),
+                Some(r) => {
+                    let from: usize = r
+                        .trim_start_matches("bytes=")
+                        .trim_end_matches('-')
+                        .parse()
+                        .unwrap();
+                    ok(206, Box::new(io::Cursor::new(self.blob[from..].to_vec())))
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_blob_cut_mid_stream_is_resumed_with_a_range_request() {
+        let blob: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let transport = Arc::new(CutOnce {
+            blob: blob.clone(),
+            ranges: Mutex::new(vec![]),
+        });
+        let mut client = Client::with_transport(
+            "127.0.0.1:1",
+            &crate::Settings::default(),
+            transport.clone(),
+        );
+        client.retry.base_delay = Duration::from_millis(1);
+        let reference = Reference::parse("127.0.0.1:1/team/app:cache").unwrap();
+        let cache = RegistryCache::new(client, &reference);
+        assert_eq!(
+            CacheSource::name(&cache),
+            "cache 127.0.0.1:1/team/app:cache"
+        );
+        let digest = Digest::of_bytes(&blob);
+        let desc = Descriptor::new(MediaType::ImageLayerGzip, blob.len() as u64, &digest);
+        let mut got = Vec::new();
+        VerifyingReader::new(cache.open_blob(&desc).unwrap(), digest, blob.len() as u64)
+            .read_to_end(&mut got)
+            .unwrap();
+        assert_eq!(got, blob);
+        assert_eq!(
+            *transport.ranges.lock().unwrap(),
+            vec![None, Some(format!("bytes={}-", blob.len() / 2))]
+        );
+    }
+}
