@@ -62,13 +62,24 @@ fn machine(content: &str) -> Option<(Env, PathBuf)> {
 }
 
 fn build_out(env: &Env, ctx: &Path, extra: &[&str]) -> std::process::Output {
+    build_out_with(env, ctx, extra, &[])
+}
+
+fn build_out_with(
+    env: &Env,
+    ctx: &Path,
+    extra: &[&str],
+    vars: &[(&str, &Path)],
+) -> std::process::Output {
     let mut args = vec!["build", "--progress", "json", "-t", "app"];
     args.extend_from_slice(extra);
     args.push(ctx.to_str().unwrap());
-    env.cmd(&args)
-        .env("SOURCE_DATE_EPOCH", EPOCH)
-        .output()
-        .unwrap()
+    let mut c = env.cmd(&args);
+    c.env("SOURCE_DATE_EPOCH", EPOCH);
+    for (k, v) in vars {
+        c.env(k, v);
+    }
+    c.output().unwrap()
 }
 
 fn build(env: &Env, ctx: &Path, extra: &[&str]) -> (Vec<Value>, String) {
@@ -536,4 +547,72 @@ fn tampered_cache_in_the_registry_is_refused() {
     );
     assert!(!c.blobs().contains(&final_layer));
     c.assert_store_clean();
+}
+
+/// The TLS + htpasswd registry (:5101): the cache transport uses the CA from kiln's
+/// certs.d and the credentials of the auth file, exactly as pull/push do. Without
+/// credentials an import is a warning naming `kiln login`, and an export fails.
+#[test]
+fn cache_through_the_tls_registry_with_basic_auth() {
+    use base64::Engine as _;
+    let Some(dir) = registries() else { return };
+    let content = format!("from a {}\n", nonce());
+    let Some((a, ctx_a)) = machine(&content) else {
+        return;
+    };
+    let cfg = a.path("config");
+    let certs = cfg.join("kiln/certs.d").join(TLS);
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(dir.join("ca.crt"), certs.join("ca.crt")).unwrap();
+    let auth = a.path("auth.json");
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+    std::fs::write(
+        &auth,
+        format!(r#"{{"auths":{{"{TLS}":{{"auth":"{token}"}}}}}}"#),
+    )
+    .unwrap();
+    let cache = format!("{TLS}/{}:buildcache", repo("secure-cache"));
+    let vars: [(&str, &Path); 2] = [("XDG_CONFIG_HOME", &cfg), ("REGISTRY_AUTH_FILE", &auth)];
+    let o = build_out_with(
+        &a,
+        &ctx_a,
+        &["--cache-to", &format!("type=registry,ref={cache},mode=max")],
+        &vars,
+    );
+    assert!(o.status.success(), "{}", err_str(&o));
+    assert_eq!(one(&events(&err_str(&o)), "cache_export")["records"], 5);
+
+    let Some((b, ctx_b)) = machine(&content) else {
+        return;
+    };
+    let from = format!("type=registry,ref={cache}");
+    let o = build_out_with(&b, &ctx_b, &["--cache-from", &from], &vars);
+    assert!(o.status.success(), "{}", err_str(&o));
+    let ev = events(&err_str(&o));
+    assert_eq!(cached_from(&ev, &format!("from cache {cache}")).len(), 5);
+    assert_eq!(b.inspect("app")["Digest"], a.inspect("app")["Digest"]);
+
+    // The CA but no credentials.
+    let Some((c, ctx_c)) = machine(&content) else {
+        return;
+    };
+    let none = c.path("no-auth.json");
+    let anon: [(&str, &Path); 2] = [("XDG_CONFIG_HOME", &cfg), ("REGISTRY_AUTH_FILE", &none)];
+    let o = build_out_with(&c, &ctx_c, &["--cache-from", &from], &anon);
+    assert!(o.status.success(), "{}", err_str(&o));
+    let err = err_str(&o);
+    assert!(
+        err.contains(&format!("warning: not using cache {cache}")) && err.contains("kiln login"),
+        "{err}"
+    );
+    assert!(!err.contains(PASSWORD));
+    assert!(cached_from(&events(&err), &format!("from cache {cache}")).is_empty());
+    let o = build_out_with(
+        &c,
+        &ctx_c,
+        &["--cache-to", &format!("type=registry,ref={cache}")],
+        &anon,
+    );
+    assert!(!o.status.success());
+    assert!(err_str(&o).contains("kiln login"), "{}", err_str(&o));
 }
