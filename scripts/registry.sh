@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Starts the test registries (Debian's docker-registry, distribution v2) on 127.0.0.1,
 # idempotently and without systemd:
-#   :5000  plain HTTP, no auth
-#   :5001  TLS (self-signed CA at $DIR/ca.crt) + htpasswd basic auth (kiln / kiln-secret)
-#   :5002  plain HTTP + token auth: realm http://127.0.0.1:5003/token, service
+#   :5100  plain HTTP, no auth
+#   :5101  TLS (self-signed CA at $DIR/ca.crt) + htpasswd basic auth (kiln / kiln-secret)
+#   :5102  plain HTTP + token auth: realm http://127.0.0.1:5103/token, service
 #          kiln-test-registry, issuer kiln-test-issuer; tokens are ES256 JWTs signed with
 #          $DIR/token.pk8 (PKCS#8 DER) carrying $DIR/token.der in x5c. The token server is
 #          the test harness's (crates/kiln-cli/tests/registry_common), not a daemon.
 # State lives in $KILN_TEST_REGISTRY_DIR (default /var/lib/kiln-test-registry as root,
-# else /tmp/kiln-test-registry-$UID). Safe to run concurrently (flock) and repeatedly.
-# `scripts/registry.sh stop` stops them.
+# else /tmp/kiln-test-registry-$UID). Safe to run concurrently (flock) and repeatedly; an
+# instance whose config changed since it was started (by an older version of this script)
+# is restarted. Each registry writes its access log (combined format) to $DIR/<port>/log,
+# which tests read to count requests. `scripts/registry.sh stop` stops them.
+# Ports 5000/5001 are left alone: the shared benchmark lab runs its own registries there.
 set -euo pipefail
 
 if [ "$(id -u)" = 0 ]; then
@@ -34,15 +37,15 @@ if ! command -v docker-registry >/dev/null 2>&1; then
     exit 1
   fi
 fi
-# The Debian package starts a system instance on :5000 via systemd where systemd runs; our
-# instances are our own processes, so make sure the packaged one does not hold the port.
-if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker-registry 2>/dev/null; then
-  systemctl stop docker-registry || true
-  systemctl disable docker-registry >/dev/null 2>&1 || true
-fi
+# The Debian package's own systemd instance (where systemd runs) listens on :5000; ours
+# use other ports, so it is left alone.
 
-stop() {
-  for p in "$DIR"/*.pid; do
+PORTS="5100 5101 5102"
+
+stop() { # only the instances this script started (another version may share $DIR)
+  local port p
+  for port in $PORTS; do
+    p=$DIR/$port.pid
     [ -e "$p" ] || continue
     kill "$(cat "$p")" 2>/dev/null || true
     rm -f "$p"
@@ -94,12 +97,12 @@ fi
 config() { # port, extra YAML
   local port=$1 extra=$2
   mkdir -p "$DIR/$port/data"
-  cat >"$DIR/$port/config.yml" <<YAML
+  cat >"$DIR/$port/config.yml.new" <<YAML
 version: 0.1
 log:
   level: warn
   accesslog:
-    disabled: true
+    disabled: false
 storage:
   filesystem:
     rootdirectory: $DIR/$port/data
@@ -110,10 +113,24 @@ http:
   secret: kiln-test-$port
 $extra
 YAML
+  if cmp -s "$DIR/$port/config.yml.new" "$DIR/$port/config.yml"; then
+    rm -f "$DIR/$port/config.yml.new"
+  else
+    mv "$DIR/$port/config.yml.new" "$DIR/$port/config.yml"
+    # A running instance of ours serves the old config: restart it below.
+    if alive "$port"; then
+      log "config of :$port changed; restarting it"
+      kill "$(cat "$DIR/$port.pid")" 2>/dev/null || true
+      for _ in $(seq 1 50); do alive "$port" || break; sleep 0.1; done
+      rm -f "$DIR/$port.pid"
+    fi
+  fi
 }
 
-config 5000 ""
-config 5001 "  tls:
+alive() { [ -s "$DIR/$1.pid" ] && kill -0 "$(cat "$DIR/$1.pid")" 2>/dev/null; }
+
+config 5100 ""
+config 5101 "  tls:
     certificate: $DIR/server.crt
     key: $DIR/server.key
 auth:
@@ -121,14 +138,12 @@ auth:
     realm: kiln-test
     path: $DIR/htpasswd"
 
-config 5002 "auth:
+config 5102 "auth:
   token:
-    realm: http://127.0.0.1:5003/token
+    realm: http://127.0.0.1:5103/token
     service: kiln-test-registry
     issuer: kiln-test-issuer
     rootcertbundle: $DIR/token.crt"
-
-alive() { [ -s "$DIR/$1.pid" ] && kill -0 "$(cat "$DIR/$1.pid")" 2>/dev/null; }
 
 answers() { # port, scheme
   curl -s -o /dev/null --max-time 2 --cacert "$DIR/ca.crt" -w '%{http_code}' "$2://127.0.0.1:$1/v2/" 2>/dev/null | grep -Eq '^(200|401)$'
@@ -146,7 +161,7 @@ start() { # port, scheme
   log "starting docker-registry on 127.0.0.1:$port ($scheme)"
   # setsid: the registry must outlive the test process that happened to start it.
   # 9>&-: the daemon must not inherit (and hold forever) this script's lock.
-  setsid docker-registry serve "$DIR/$port/config.yml" >"$DIR/$port/log" 2>&1 </dev/null 9>&- &
+  setsid docker-registry serve "$DIR/$port/config.yml" >>"$DIR/$port/log" 2>&1 </dev/null 9>&- &
   echo $! >"$DIR/$port.pid"
   for _ in $(seq 1 100); do
     answers "$port" "$scheme" && return 0
@@ -157,7 +172,7 @@ start() { # port, scheme
   exit 1
 }
 
-start 5000 http
-start 5001 https
-start 5002 http
+start 5100 http
+start 5101 https
+start 5102 http
 echo "$DIR"

@@ -41,6 +41,7 @@ kuid=$(id -u kilntest)
 grep -q '^kilntest:' /etc/subuid 2>/dev/null || echo "kilntest:200000:65536" >> /etc/subuid
 grep -q '^kilntest:' /etc/subgid 2>/dev/null || echo "kilntest:200000:65536" >> /etc/subgid
 : "$kuid"
-# The test registries (docker-registry on 127.0.0.1:5000 plain, :5001 TLS + basic auth).
+# The test registries (docker-registry on 127.0.0.1:5100 plain, :5101 TLS + basic auth,
+# :5102 token auth; see registry.sh).
 "$(dirname "$0")/registry.sh" >/dev/null
 log "setup done"

@@ -4,7 +4,7 @@
 //! Owns: the cache artifact (an OCI image manifest whose config lists records and whose
 //! layers are the records' layer blobs and the tarred cache mounts, see [`format`]); the
 //! [`CacheSource`]/[`CacheSink`] traits a transport implements (the local OCI layout
-//! directory here, a registry in `kiln-registry`); loading a cache with named limits;
+//! directory here, a registry in `kiln_registry::cache`); loading a cache with named limits;
 //! fetching a blob from it into the store only after its size, digest and — for layers —
 //! diff id matched; restoring a cache mount directory from its tar.
 //!

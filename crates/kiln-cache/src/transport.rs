@@ -1,12 +1,13 @@
 //! How a cache artifact moves. A transport only moves bytes; every check (sizes, digests,
 //! diff ids, limits) is done by the callers in this crate, so a transport cannot weaken
-//! them. The local directory transport is [`crate::LocalDir`]; a registry transport
-//! implements the same two traits with `pull_manifest`/`GET blob` and
-//! `push blob`/`push_manifest`.
+//! them. The local directory transport is [`crate::LocalDir`]; the registry transport is
+//! `kiln_registry::cache::RegistryCache` (manifest GET/PUT by tag, blobs GET lazily, HEAD
+//! before every upload).
 
 use crate::Error;
 use kiln_oci::spec::Descriptor;
 use kiln_oci::Digest;
+use kiln_store::Store;
 use std::io::Read;
 
 /// Where a cache is imported from.
@@ -35,6 +36,18 @@ pub trait CacheSink {
     /// Stores one blob. `reader` yields the blob's bytes; the sink must refuse (and not
     /// publish) a blob whose size or digest does not match `desc`.
     fn put_blob(&self, desc: &Descriptor, reader: &mut dyn Read) -> Result<(), Error>;
+
+    /// Stores one blob that is in `store` (what an export sends: layers, staged cache
+    /// mounts, the config). The default reads it back verified and calls
+    /// [`CacheSink::put_blob`]; a transport that must reopen the bytes (a registry upload
+    /// retried or sent in chunks) reads the store itself. Either way a blob damaged in the
+    /// store must not be published under its digest.
+    fn put_store_blob(&self, store: &Store, desc: &Descriptor) -> Result<(), Error> {
+        let digest = Digest::parse(desc.digest().as_ref())
+            .map_err(|e| Error::malformed(self.name(), format!("blob digest: {e}")))?;
+        let mut r = store.open_blob_verified(&digest, desc.size())?;
+        self.put_blob(desc, &mut r)
+    }
 
     /// Publishes the manifest, after every blob it references was put: this is the moment
     /// the new cache replaces the old one for readers.

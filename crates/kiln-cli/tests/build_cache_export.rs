@@ -593,7 +593,7 @@ RUN cat /built > /final
     b.assert_store_clean();
 }
 
-/// Spec errors and the registry transport that is not wired yet fail before building.
+/// Spec errors (a bad registry reference, a digest to export to) fail before building.
 #[test]
 fn bad_specs_fail_early() {
     let env = Env::new();
@@ -606,9 +606,12 @@ fn bad_specs_fail_early() {
     );
     let (_, err) = env.fail(&["build", "--cache-from", "type=local,src=/x,mode=max", c]);
     assert!(err.contains("unknown field \"mode\""), "{err}");
-    let (_, err) = env.fail(&["build", "--cache-to", "type=registry,ref=r.example/a:c", c]);
+    let (_, err) = env.fail(&["build", "--cache-to", "type=registry,ref=r.example/A::c", c]);
     assert!(
-        err.contains("registry cache transport not available yet"),
+        err.contains("--cache-to type=registry,ref=r.example/A::c"),
         "{err}"
     );
+    let pinned = format!("type=registry,ref=r.example/a@sha256:{}", "0".repeat(64));
+    let (_, err) = env.fail(&["build", "--cache-to", &pinned, c]);
+    assert!(err.contains("not a digest"), "{err}");
 }

@@ -493,7 +493,7 @@ fn token_auth_registry_push_and_pull() {
     let Some(dir) = registries() else { return };
     let Some(env) = setup() else { return };
     let Some(_tokens) = token_server(&dir) else {
-        eprintln!("SKIPPED: 127.0.0.1:5003 (the test token server's port) is taken");
+        eprintln!("SKIPPED: 127.0.0.1:5103 (the test token server's port) is taken");
         return;
     };
     let dest = format!("{TOKEN_REGISTRY}/{}:1", repo("token"));

@@ -40,7 +40,7 @@ fn push_and_pull_through_a_faulty_proxy_complete() {
         return;
     }
     big_image(&env, 2);
-    let proxy = FaultProxy::start("127.0.0.1:5000");
+    let proxy = FaultProxy::start("127.0.0.1:5100");
     let name = repo("faulty");
     let via_proxy = format!("{}/{name}:1", proxy.host());
     // Small chunks: many requests, so the proxy's faults land mid-upload too.

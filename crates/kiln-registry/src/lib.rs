@@ -11,7 +11,8 @@
 //! registry's (redirects are followed by hand, token realms off the registry's host are
 //! refused); commit a byte to the store that was not verified (every blob goes through
 //! `Store::ingest` with its expected size and digest); print (events go to a callback).
-//! It depends on kiln-store and kiln-oci only among kiln crates; nothing below kiln-cli
+//! It depends on kiln-store, kiln-oci, kiln-fs (atomic writes) and kiln-cache (only to
+//! implement its transport traits, [`cache`]) among kiln crates; nothing below kiln-cli
 //! depends on it (the build reaches it through a resolver callback).
 //!
 //! Moving manifests for other features (build-cache export/import): make a [`Client`] for
@@ -20,9 +21,11 @@
 //! progress)` sends a manifest or index already in the store with every blob it names, and
 //! [`pull_manifest`]`(store, &lease, &client, repo, tag_or_digest, &PullOptions { selection:
 //! Selection::All, .. }, progress)` fetches one (verified) into the store under `lease`
-//! without naming it — the caller tags or records it before dropping the lease.
+//! without naming it — the caller tags or records it before dropping the lease. The build
+//! cache's registry transport, [`RegistryCache`], is built on the same calls.
 
 pub mod auth;
+pub mod cache;
 pub mod client;
 pub mod config;
 pub mod error;
@@ -33,6 +36,7 @@ pub mod push;
 pub mod transport;
 
 pub use auth::Credential;
+pub use cache::RegistryCache;
 pub use client::{Client, Retry, DEFAULT_MAX_MANIFEST};
 pub use config::Settings;
 pub use error::{RegistryError, Result};

@@ -183,6 +183,22 @@ fn push_blob(
         let _ = store.record_blob_source(digest, &here);
         return Ok(());
     }
+    upload_stored_blob(store, client, repo, digest, size, opts, progress)
+}
+
+/// Uploads a blob of the store that the registry was found not to have (the caller did
+/// the `HEAD`): a cross-repository mount when the store remembers the blob in another
+/// repository of this registry, else an upload, retried from the start on failure.
+pub(crate) fn upload_stored_blob(
+    store: &Store,
+    client: &Client,
+    repo: &str,
+    digest: &Digest,
+    size: u64,
+    opts: &PushOptions,
+    progress: &Progress,
+) -> Result<()> {
+    let here = format!("{}/{repo}", client.host());
     // Fail before touching the network if the store lost or corrupted the blob.
     let stored = store.blob_size(digest)?;
     if stored != size {
@@ -200,27 +216,67 @@ fn push_blob(
         .into_iter()
         .filter(|s| s != &here)
         .find_map(|s| s.strip_prefix(&prefix).map(str::to_string));
+    let open = |offset: u64, len: u64| -> Result<Body> {
+        let mut f = store.open_blob(digest)?;
+        f.seek(SeekFrom::Start(offset)).map_err(|e| {
+            RegistryError::Store(kiln_store::StoreError::Io {
+                op: "seek in",
+                path: store.blob_path(digest),
+                source: e,
+            })
+        })?;
+        Ok(Body::Reader {
+            reader: Box::new(f.take(len)),
+            len,
+        })
+    };
+    upload_blob(
+        client,
+        repo,
+        digest,
+        size,
+        mount_from.as_deref(),
+        opts,
+        progress,
+        &open,
+    )?;
+    let _ = store.record_blob_source(digest, &here);
+    Ok(())
+}
+
+/// Opens `len` bytes of a blob from `offset`, once per request (retries reopen).
+pub(crate) type Opener<'a> = dyn Fn(u64, u64) -> Result<Body> + Sync + 'a;
+
+/// Uploads one blob whose bytes `open` yields (mounting it from `mount_from` first when
+/// given), starting over on failure up to the client's retry budget.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn upload_blob(
+    client: &Client,
+    repo: &str,
+    digest: &Digest,
+    size: u64,
+    mount_from: Option<&str>,
+    opts: &PushOptions,
+    progress: &Progress,
+    open: &Opener<'_>,
+) -> Result<()> {
     let mut attempt = 0;
     loop {
-        let from = if attempt == 0 {
-            mount_from.as_deref()
-        } else {
-            None
-        };
-        match upload_once(store, client, repo, digest, size, from, opts, progress) {
+        let from = if attempt == 0 { mount_from } else { None };
+        match upload_once(client, repo, digest, size, from, opts, progress, open) {
             Ok(Some(from)) => {
                 progress(Event::BlobMounted {
                     digest: digest.clone(),
                     from,
                 });
-                break;
+                return Ok(());
             }
             Ok(None) => {
                 progress(Event::BlobDone {
                     digest: digest.clone(),
                     size,
                 });
-                break;
+                return Ok(());
             }
             Err(e @ RegistryError::Unauthorized { .. }) | Err(e @ RegistryError::Store(_)) => {
                 return Err(e)
@@ -235,14 +291,11 @@ fn push_blob(
             Err(e) => return Err(e),
         }
     }
-    let _ = store.record_blob_source(digest, &here);
-    Ok(())
 }
 
 /// One upload session. `Ok(Some(repo))`: the registry mounted the blob from `repo`.
 #[allow(clippy::too_many_arguments)]
 fn upload_once(
-    store: &Store,
     client: &Client,
     repo: &str,
     digest: &Digest,
@@ -250,6 +303,7 @@ fn upload_once(
     mount_from: Option<&str>,
     opts: &PushOptions,
     progress: &Progress,
+    open: &Opener<'_>,
 ) -> Result<Option<String>> {
     let scope = push_scope(repo);
     let mut path = format!("/v2/{repo}/blobs/uploads/");
@@ -275,20 +329,6 @@ fn upload_once(
         digest: digest.clone(),
         size,
     });
-    let open = |offset: u64, len: u64| -> Result<Body> {
-        let mut f = store.open_blob(digest)?;
-        f.seek(SeekFrom::Start(offset)).map_err(|e| {
-            RegistryError::Store(kiln_store::StoreError::Io {
-                op: "seek in",
-                path: store.blob_path(digest),
-                source: e,
-            })
-        })?;
-        Ok(Body::Reader {
-            reader: Box::new(f.take(len)),
-            len,
-        })
-    };
     let octet = ("Content-Type", "application/octet-stream");
     if size <= opts.chunk_size {
         let url = with_digest(&location, digest);

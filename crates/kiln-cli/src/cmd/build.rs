@@ -181,6 +181,7 @@ pub fn build(store: &Store, a: &BuildArgs, insecure: &[String]) -> Result<ExitCo
         .keep_failed_step(a.on_error == OnError::Shell)
         .with_cache_imports(super::build_cache::load_imports(
             &cache_args.imports,
+            &puller.regs,
             a.quiet,
         )?);
 
@@ -326,6 +327,7 @@ pub fn build(store: &Store, a: &BuildArgs, insecure: &[String]) -> Result<ExitCo
         &executor,
         plan.target.root,
         &cache_args.exports,
+        &puller.regs,
         mode,
         a.quiet,
     )?;

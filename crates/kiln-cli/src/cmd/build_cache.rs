@@ -1,14 +1,19 @@
 //! `kiln build --cache-from / --cache-to`: specs → transports → kiln-cache / kiln-ops.
-//! The only place that knows which transports exist: a registry transport plugs in by
-//! returning its `CacheSource`/`CacheSink` from [`source`] and [`sink`].
+//! The only place that knows which transports exist: a local OCI layout directory
+//! (`kiln_cache::LocalDir`) or a registry (`kiln_registry::RegistryCache`, whose client is
+//! made exactly as for `kiln pull`/`kiln push`: same credentials, TLS roots and
+//! plain-HTTP policy).
 
+use super::registry::Registries;
 use crate::progress::ProgressMode;
 use crate::render::human_size;
 use anyhow::{bail, Context as _, Result};
 use kiln_cache::{
     CacheSink, CacheSource, ExportSpec, ImportSpec, ImportedCache, LocalDir, Transport,
 };
+use kiln_oci::Reference;
 use kiln_ops::{CacheImport, Executor, KEY_SCHEME};
+use kiln_registry::RegistryCache;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -27,47 +32,62 @@ pub fn parse(cache_from: &[String], cache_to: &[String]) -> Result<CacheArgs> {
         .iter()
         .map(|s| kiln_cache::parse_export(s))
         .collect::<Result<Vec<_>, _>>()?;
-    for t in imports
-        .iter()
-        .map(|i| &i.transport)
-        .chain(exports.iter().map(|e| &e.transport))
-    {
-        if let Transport::Registry(r) = t {
-            bail!("cache {r}: registry cache transport not available yet (use type=local)");
+    for i in &imports {
+        if let Transport::Registry(r) = &i.transport {
+            registry_ref("--cache-from", r)?;
+        }
+    }
+    for e in &exports {
+        if let Transport::Registry(r) = &e.transport {
+            if registry_ref("--cache-to", r)?.digest().is_some() {
+                bail!("--cache-to type=registry,ref={r}: a cache is exported under a tag (ref=REPO:TAG), not a digest");
+            }
         }
     }
     Ok(CacheArgs { imports, exports })
 }
 
-fn source(t: &Transport) -> Result<Box<dyn CacheSource>> {
+fn registry_ref(flag: &str, r: &str) -> Result<Reference> {
+    Reference::parse(r).with_context(|| format!("{flag} type=registry,ref={r}"))
+}
+
+fn registry_cache(regs: &Registries, r: &str) -> Result<RegistryCache> {
+    let reference = registry_ref("cache", r)?;
+    Ok(RegistryCache::new(
+        regs.client(reference.registry())?,
+        &reference,
+    ))
+}
+
+fn source(t: &Transport, regs: &Registries) -> Result<Box<dyn CacheSource>> {
     match t {
         Transport::Local(dir) => Ok(Box::new(LocalDir::new(dir))),
-        Transport::Registry(r) => {
-            bail!("cache {r}: registry cache transport not available yet (use type=local)")
-        }
+        Transport::Registry(r) => Ok(Box::new(registry_cache(regs, r)?)),
     }
 }
 
-fn sink(t: &Transport) -> Result<Box<dyn CacheSink>> {
+fn sink(t: &Transport, regs: &Registries) -> Result<Box<dyn CacheSink>> {
     match t {
         Transport::Local(dir) => {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("--cache-to: create {}", dir.display()))?;
             Ok(Box::new(LocalDir::new(dir)))
         }
-        Transport::Registry(r) => {
-            bail!("cache {r}: registry cache transport not available yet (use type=local)")
-        }
+        Transport::Registry(r) => Ok(Box::new(registry_cache(regs, r)?)),
     }
 }
 
 /// Loads every `--cache-from`. A cache that is absent or unreadable as a whole is a
 /// warning and is not used (every step then misses on it, as on a first build); what is
 /// wrong inside a record or blob is found when it is used.
-pub fn load_imports(specs: &[ImportSpec], quiet: bool) -> Result<Vec<CacheImport>> {
+pub fn load_imports(
+    specs: &[ImportSpec],
+    regs: &Registries,
+    quiet: bool,
+) -> Result<Vec<CacheImport>> {
     let mut out = Vec::new();
     for spec in specs {
-        let src = source(&spec.transport)?;
+        let src = source(&spec.transport, regs)?;
         let name = src.name().to_string();
         match ImportedCache::load(src, KEY_SCHEME, spec.limits.clone()) {
             Ok(Some(cache)) => {
@@ -129,11 +149,12 @@ pub fn export(
     executor: &Executor<'_>,
     target: kiln_graph::VertexId,
     specs: &[ExportSpec],
+    regs: &Registries,
     mode: ProgressMode,
     quiet: bool,
 ) -> Result<()> {
     for spec in specs {
-        let sink = sink(&spec.transport)?;
+        let sink = sink(&spec.transport, regs)?;
         let dest_has = |d: &kiln_oci::spec::Descriptor| {
             kiln_oci::Digest::try_from(d.digest())
                 .ok()

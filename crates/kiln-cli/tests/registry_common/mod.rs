@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-pub const PLAIN: &str = "localhost:5000";
-pub const TLS: &str = "127.0.0.1:5001";
+pub const PLAIN: &str = "localhost:5100";
+pub const TLS: &str = "127.0.0.1:5101";
 pub const USER: &str = "kiln";
 pub const PASSWORD: &str = "kiln-secret";
 
@@ -378,11 +378,11 @@ fn proxy_one(i: usize, mut client: TcpStream, upstream: &str, faults: &AtomicUsi
 }
 
 // ---------------------------------------------------------------------------------------
-// The token server for the token-auth registry on :5002 (realm http://127.0.0.1:5003/token):
+// The token server for the token-auth registry on :5102 (realm http://127.0.0.1:5103/token):
 // checks basic credentials kiln / kiln-secret and answers an ES256 JWT granting what was
 // asked, signed with the key scripts/registry.sh made. The registry itself is the real one.
 
-pub const TOKEN_REGISTRY: &str = "127.0.0.1:5002";
+pub const TOKEN_REGISTRY: &str = "127.0.0.1:5102";
 
 fn b64url(b: &[u8]) -> String {
     use base64::Engine as _;
@@ -413,7 +413,7 @@ fn url_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).to_string()
 }
 
-/// Starts the token server on 127.0.0.1:5003; `None` if that port is taken.
+/// Starts the token server on 127.0.0.1:5103; `None` if that port is taken.
 pub fn token_server(dir: &std::path::Path) -> Option<Scripted> {
     use base64::Engine as _;
     let pk8 = std::fs::read(dir.join("token.pk8")).ok()?;
@@ -426,9 +426,9 @@ pub fn token_server(dir: &std::path::Path) -> Option<Scripted> {
     )
     .expect("token.pk8 is a P-256 PKCS#8 key");
     let x5c = base64::engine::general_purpose::STANDARD.encode(&der);
-    std::net::TcpListener::bind("127.0.0.1:5003").ok()?; // probe: free?
+    std::net::TcpListener::bind("127.0.0.1:5103").ok()?; // probe: free?
     let counter = AtomicUsize::new(0);
-    Some(Scripted::start_on("127.0.0.1:5003", move |req| {
+    Some(Scripted::start_on("127.0.0.1:5103", move |req| {
         let expected = format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
