@@ -178,6 +178,8 @@ COPY --chmod=a-x,u+s f755 /sym2
 COPY --chmod=go=u-w f755 /sym3
 COPY --chmod=a+X d /capx/
 COPY --chmod=0755 d /octdir/
+COPY --chmod=0640 f664 /made/parent/a.txt
+COPY --chmod=0700 d /made/dir/
 ",
             ),
         ],
@@ -199,6 +201,13 @@ COPY --chmod=0755 d /octdir/
     assert_eq!(mode("capx/exec"), 0o711);
     assert_eq!(mode("octdir/plain"), 0o755);
     assert_eq!(mode("octdir/exec"), 0o755);
+    // Directories COPY creates (parents, a directory source's destination) are 0755 as in
+    // BuildKit; --chmod applies only to what is copied.
+    assert_eq!(mode("made"), 0o755);
+    assert_eq!(mode("made/parent"), 0o755);
+    assert_eq!(mode("made/parent/a.txt"), 0o640);
+    assert_eq!(mode("made/dir"), 0o755);
+    assert_eq!(mode("made/dir/plain"), 0o700);
 }
 
 #[test]

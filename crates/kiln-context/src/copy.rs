@@ -6,7 +6,8 @@
 //! * a directory source copies its contents; a file goes to `dest/` + basename when the
 //!   destination ends with `/` or is an existing directory, else to `dest` itself;
 //! * more than one source needs a directory destination ending with `/` (Docker);
-//! * missing parents are created 0755 (or the octal `--chmod`), owned by `--chown`;
+//! * missing parents (and a directory source's created destination) are created 0755,
+//!   owned by `--chown`; `--chmod` never applies to them (BuildKit);
 //! * `--chmod` applies to every copied file *and* directory; `--chown` to every node;
 //!   otherwise owners become 0:0 (context) or are kept (`preserve_owner`, COPY --from);
 //! * mtimes are kept (optionally clamped), hardlinks within one COPY stay hardlinks;
@@ -300,7 +301,7 @@ impl Copier<'_> {
     }
 
     /// Create the missing directories of the real path `dir` the way BuildKit creates
-    /// destination parents: 0755 or the octal --chmod, owned by --chown.
+    /// destination parents: 0755 (never --chmod), owned by --chown.
     pub(crate) fn mkdir_parents(&mut self, dir: &Path) -> Result<(), Error> {
         let mut prefix = PathBuf::new();
         for comp in dir.components() {
@@ -318,7 +319,7 @@ impl Copier<'_> {
             if let Some((u, g)) = self.opts.chown {
                 self.chown(&prefix, u, g)?;
             }
-            let mode = Chmod::parent_dir_mode(self.opts.chmod.as_ref());
+            let mode = 0o755;
             let time = self.opts.clamp_mtime.map(|t| (t, 0));
             self.deferred.push((prefix.clone(), Some(mode), time));
             self.report.written.push(prefix.clone());

@@ -273,7 +273,7 @@ const CASES: &[Case] = &[
         dest: "/app/",
         workdir: "/",
         opts: |o| o.chmod = Some(Chmod::parse("751").unwrap()),
-        expect: &["app/one#751", "app/sub#751", "app/sub/two#751", "app#751"],
+        expect: &["app/one#751", "app/sub#751", "app/sub/two#751", "app#755"],
     },
     Case {
         name: "chmod symbolic",
