@@ -349,3 +349,35 @@ COPY --from=pinned /l.txt /copy-from-pinned
     );
     env.assert_store_clean();
 }
+
+/// `ADD --chown` of a local tar: BuildKit keeps the archive's owners for the extracted
+/// entries; only the destination directory ADD creates gets --chown.
+#[test]
+fn add_chown_keeps_the_owners_of_an_extracted_tar() {
+    let env = Env::new();
+    let ctx = context(
+        &env,
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM scratch\nADD --chown=1000:1000 arch.tar /x/\n",
+        )],
+    );
+    py_tar(
+        &ctx.join("arch.tar"),
+        &[],
+        "ti = _ti('d', tarfile.DIRTYPE, 0o755); ti.uid = 7; ti.gid = 8; t.addfile(ti)\n\
+         ti = _ti('d/f', tarfile.REGTYPE, 0o644); ti.size = 3; t.addfile(ti, io.BytesIO(b'in\\n'))\n",
+    );
+    let fs = build_rootfs_tar(&env, &ctx, "out.tar", &[]);
+    let owner = |n: &str| {
+        (
+            fs[n]["uid"].as_u64().unwrap(),
+            fs[n]["gid"].as_u64().unwrap(),
+        )
+    };
+    assert_eq!(owner("x"), (1000, 1000));
+    assert_eq!(owner("x/d"), (7, 8));
+    assert_eq!(owner("x/d/f"), (0, 0));
+    assert_eq!(entry_data(&fs, "x/d/f"), "in\n");
+}

@@ -487,28 +487,8 @@ impl Copier<'_> {
         Ok(())
     }
 
-    pub(crate) fn chown_unpacked(&mut self, root: &SafeRoot, p: &Path) -> Result<(), Error> {
-        if let Some((u, g)) = self.opts.chown {
-            if !self.is_root {
-                if root.try_lstat(p)?.is_some() && !record_owner(root, p, (u, g)) {
-                    self.report.skipped_owners += 1;
-                }
-                return Ok(());
-            }
-            match root.chown(p, u, g) {
-                Ok(()) => {}
-                Err(e) if e.is_not_found() => {}
-                Err(e) if !self.is_root && e.raw_os_error() == Some(Errno::PERM.raw_os_error()) => {
-                    self.report.skipped_owners += 1
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
-    }
-
     pub(crate) fn preserve_archive_owners(&self) -> bool {
-        self.opts.chown.is_none() && self.is_root
+        self.is_root
     }
 }
 

@@ -77,8 +77,9 @@ pub(crate) fn extract(
     }
     all.sort();
     all.dedup();
+    // The archive's own owners stay (BuildKit): --chown only reaches the destination
+    // directories this ADD created (mkdir_parents), never the extracted entries.
     for n in &all {
-        c.chown_unpacked(&sub, n)?;
         c.report.written.push(target.join(n));
     }
     c.report.files += stats.files;
