@@ -366,7 +366,8 @@ fn add_chown_keeps_the_owners_of_an_extracted_tar() {
     py_tar(
         &ctx.join("arch.tar"),
         &[],
-        "ti = _ti('d', tarfile.DIRTYPE, 0o755); ti.uid = 7; ti.gid = 8; t.addfile(ti)\n\
+        "t.addfile(_ti('.', tarfile.DIRTYPE, 0o755))\n\
+         ti = _ti('d', tarfile.DIRTYPE, 0o755); ti.uid = 7; ti.gid = 8; t.addfile(ti)\n\
          ti = _ti('d/f', tarfile.REGTYPE, 0o644); ti.size = 3; t.addfile(ti, io.BytesIO(b'in\\n'))\n",
     );
     let fs = build_rootfs_tar(&env, &ctx, "out.tar", &[]);
@@ -380,4 +381,33 @@ fn add_chown_keeps_the_owners_of_an_extracted_tar() {
     assert_eq!(owner("x/d"), (7, 8));
     assert_eq!(owner("x/d/f"), (0, 0));
     assert_eq!(entry_data(&fs, "x/d/f"), "in\n");
+}
+
+/// COPY onto an existing symlink to a file writes through it (BuildKit), and the link is
+/// resolved confined to the image root: `..` past the root stays in it.
+#[test]
+fn copy_onto_a_symlink_writes_through_it_in_root() {
+    let env = Env::new();
+    let ctx = context(
+        &env,
+        "ctx",
+        &[
+            ("a.txt", "new\n"),
+            ("target", "original\n"),
+            ("target2", "original2\n"),
+            (
+                "Dockerfile",
+                "FROM scratch\nCOPY target target2 /\nCOPY links/ /\n\
+                 COPY a.txt /linkfile\nCOPY a.txt /esc\n",
+            ),
+        ],
+    );
+    std::fs::create_dir(ctx.join("links")).unwrap();
+    std::os::unix::fs::symlink("/target", ctx.join("links/linkfile")).unwrap();
+    std::os::unix::fs::symlink("../../../../../target2", ctx.join("links/esc")).unwrap();
+    let fs = build_rootfs_tar(&env, &ctx, "out.tar", &[]);
+    assert_eq!(fs["linkfile"]["link"], "/target", "{}", fs["linkfile"]);
+    assert_eq!(entry_data(&fs, "target"), "new\n");
+    assert_eq!(fs["esc"]["link"], "../../../../../target2", "{}", fs["esc"]);
+    assert_eq!(entry_data(&fs, "target2"), "new\n");
 }

@@ -11,6 +11,7 @@
 //! * `--chmod` applies to every copied file *and* directory; `--chown` to every node;
 //!   otherwise owners become 0:0 (context) or are kept (`preserve_owner`, COPY --from);
 //! * mtimes are kept (optionally clamped), hardlinks within one COPY stay hardlinks;
+//! * a file copied onto an existing symlink to a file is written through it, in-root;
 //! * existing directories in the destination are merged into without touching their
 //!   metadata; a symlink to a directory at such a spot is followed *in the destination
 //!   root*, so every path written and reported is a real location inside it.
@@ -261,7 +262,19 @@ pub fn copy_into(
             };
             let parent = resolve(dest_root, parent, true)?.0;
             c.mkdir_parents(&parent)?;
-            c.node(&s.real, &s.meta, &parent.join(name))?;
+            let mut target = parent.join(name);
+            // BuildKit writes a file through an existing symlink at the destination into
+            // the (existing, non-directory) file it names; resolved confined to the root.
+            if dest_root
+                .try_lstat(&target)?
+                .is_some_and(|m| m.kind == FileKind::Symlink)
+            {
+                let (real, exists) = resolve(dest_root, &target, true)?;
+                if exists && dest_root.lstat(&real)?.kind != FileKind::Directory {
+                    target = real;
+                }
+            }
+            c.node(&s.real, &s.meta, &target)?;
         }
     }
     c.finish()
@@ -328,7 +341,7 @@ impl Copier<'_> {
         Ok(())
     }
 
-    fn chown(&mut self, p: &Path, u: u32, g: u32) -> Result<(), Error> {
+    pub(crate) fn chown(&mut self, p: &Path, u: u32, g: u32) -> Result<(), Error> {
         if !self.is_root && self.opts.chown == Some((u, g)) {
             if !record_owner(self.dst, p, (u, g)) {
                 self.report.skipped_owners += 1;
@@ -485,6 +498,11 @@ impl Copier<'_> {
         self.dst.set_times(d, t, t)?;
         self.report.written.push(d.to_path_buf());
         Ok(())
+    }
+
+    /// The `--chown` owner, if any.
+    pub(crate) fn chown_opt(&self) -> Option<(u32, u32)> {
+        self.opts.chown
     }
 
     pub(crate) fn preserve_archive_owners(&self) -> bool {
