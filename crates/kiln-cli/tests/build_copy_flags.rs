@@ -178,6 +178,8 @@ COPY --chmod=a-x,u+s f755 /sym2
 COPY --chmod=go=u-w f755 /sym3
 COPY --chmod=a+X d /capx/
 COPY --chmod=0755 d /octdir/
+COPY --chmod=0640 f664 /made/parent/a.txt
+COPY --chmod=0700 d /made/dir/
 ",
             ),
         ],
@@ -199,6 +201,13 @@ COPY --chmod=0755 d /octdir/
     assert_eq!(mode("capx/exec"), 0o711);
     assert_eq!(mode("octdir/plain"), 0o755);
     assert_eq!(mode("octdir/exec"), 0o755);
+    // Directories COPY creates (parents, a directory source's destination) are 0755 as in
+    // BuildKit; --chmod applies only to what is copied.
+    assert_eq!(mode("made"), 0o755);
+    assert_eq!(mode("made/parent"), 0o755);
+    assert_eq!(mode("made/parent/a.txt"), 0o640);
+    assert_eq!(mode("made/dir"), 0o755);
+    assert_eq!(mode("made/dir/plain"), 0o700);
 }
 
 #[test]
@@ -339,4 +348,66 @@ COPY --from=pinned /l.txt /copy-from-pinned
         "{err}"
     );
     env.assert_store_clean();
+}
+
+/// `ADD --chown` of a local tar: BuildKit keeps the archive's owners for the extracted
+/// entries; only the destination directory ADD creates gets --chown.
+#[test]
+fn add_chown_keeps_the_owners_of_an_extracted_tar() {
+    let env = Env::new();
+    let ctx = context(
+        &env,
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM scratch\nADD --chown=1000:1000 arch.tar /x/\n",
+        )],
+    );
+    py_tar(
+        &ctx.join("arch.tar"),
+        &[],
+        "t.addfile(_ti('.', tarfile.DIRTYPE, 0o755))\n\
+         ti = _ti('d', tarfile.DIRTYPE, 0o755); ti.uid = 7; ti.gid = 8; t.addfile(ti)\n\
+         ti = _ti('d/f', tarfile.REGTYPE, 0o644); ti.size = 3; t.addfile(ti, io.BytesIO(b'in\\n'))\n",
+    );
+    let fs = build_rootfs_tar(&env, &ctx, "out.tar", &[]);
+    let owner = |n: &str| {
+        (
+            fs[n]["uid"].as_u64().unwrap(),
+            fs[n]["gid"].as_u64().unwrap(),
+        )
+    };
+    assert_eq!(owner("x"), (1000, 1000));
+    assert_eq!(owner("x/d"), (7, 8));
+    assert_eq!(owner("x/d/f"), (0, 0));
+    assert_eq!(entry_data(&fs, "x/d/f"), "in\n");
+}
+
+/// COPY onto an existing symlink to a file writes through it (BuildKit), and the link is
+/// resolved confined to the image root: `..` past the root stays in it.
+#[test]
+fn copy_onto_a_symlink_writes_through_it_in_root() {
+    let env = Env::new();
+    let ctx = context(
+        &env,
+        "ctx",
+        &[
+            ("a.txt", "new\n"),
+            ("target", "original\n"),
+            ("target2", "original2\n"),
+            (
+                "Dockerfile",
+                "FROM scratch\nCOPY target target2 /\nCOPY links/ /\n\
+                 COPY a.txt /linkfile\nCOPY a.txt /esc\n",
+            ),
+        ],
+    );
+    std::fs::create_dir(ctx.join("links")).unwrap();
+    std::os::unix::fs::symlink("/target", ctx.join("links/linkfile")).unwrap();
+    std::os::unix::fs::symlink("../../../../../target2", ctx.join("links/esc")).unwrap();
+    let fs = build_rootfs_tar(&env, &ctx, "out.tar", &[]);
+    assert_eq!(fs["linkfile"]["link"], "/target", "{}", fs["linkfile"]);
+    assert_eq!(entry_data(&fs, "target"), "new\n");
+    assert_eq!(fs["esc"]["link"], "../../../../../target2", "{}", fs["esc"]);
+    assert_eq!(entry_data(&fs, "target2"), "new\n");
 }

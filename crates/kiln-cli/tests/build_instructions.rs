@@ -167,6 +167,49 @@ RUN pwd > /rel-pwd
     env.assert_store_clean();
 }
 
+/// HOME like BuildKit (runc): from the image's /etc/passwd for the step's user, `/` for a
+/// uid with no entry, an ENV HOME wins; only the process sees it, never the image config.
+#[test]
+fn run_home_from_passwd() {
+    let env = Env::new();
+    if busybox_image(&env).is_none() {
+        return;
+    }
+    let dockerfile = format!(
+        r#"FROM busybox
+{USERS}
+RUN echo "$HOME" > /tmp/root-home
+USER app
+RUN echo "$HOME" > /tmp/app-home
+USER 4242
+RUN echo "$HOME" > /tmp/unknown-home
+USER root
+ENV HOME=/custom
+RUN echo "$HOME" > /tmp/env-home
+"#
+    );
+    let ctx = context(&env, "ctx", &[("Dockerfile", &dockerfile)]);
+    let fs = build_rootfs_tar(&env, &ctx, "rootfs.tar", &[]);
+    assert_eq!(entry_data(&fs, "tmp/root-home"), "/root\n");
+    assert_eq!(entry_data(&fs, "tmp/app-home"), "/home/app\n");
+    assert_eq!(entry_data(&fs, "tmp/unknown-home"), "/\n");
+    assert_eq!(entry_data(&fs, "tmp/env-home"), "/custom\n");
+
+    let ctx = context(
+        &env,
+        "ctx2",
+        &[("Dockerfile", "FROM busybox\nRUN echo \"$HOME\" > /h\n")],
+    );
+    build_tag(&env, &ctx, "home", &[]);
+    let cfg = image_config(&env, "home");
+    let envs = cfg["Env"].to_string();
+    assert!(
+        !envs.contains("HOME="),
+        "HOME entered the image config: {envs}"
+    );
+    env.assert_store_clean();
+}
+
 #[test]
 fn config_instructions_and_history() {
     let env = Env::new();

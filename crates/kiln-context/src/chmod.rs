@@ -148,15 +148,6 @@ impl Chmod {
             }
         }
     }
-
-    /// The mode for directories BuildKit creates as missing parents: the octal value
-    /// when one was given, else 0755 (symbolic modes do not apply to created parents).
-    pub fn parent_dir_mode(chmod: Option<&Chmod>) -> u32 {
-        match chmod {
-            Some(Chmod::Octal(m)) => *m,
-            _ => 0o755,
-        }
-    }
 }
 
 #[cfg(test)]

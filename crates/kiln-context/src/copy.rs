@@ -6,10 +6,12 @@
 //! * a directory source copies its contents; a file goes to `dest/` + basename when the
 //!   destination ends with `/` or is an existing directory, else to `dest` itself;
 //! * more than one source needs a directory destination ending with `/` (Docker);
-//! * missing parents are created 0755 (or the octal `--chmod`), owned by `--chown`;
+//! * missing parents (and a directory source's created destination) are created 0755,
+//!   owned by `--chown`; `--chmod` never applies to them (BuildKit);
 //! * `--chmod` applies to every copied file *and* directory; `--chown` to every node;
 //!   otherwise owners become 0:0 (context) or are kept (`preserve_owner`, COPY --from);
 //! * mtimes are kept (optionally clamped), hardlinks within one COPY stay hardlinks;
+//! * a file copied onto an existing symlink to a file is written through it, in-root;
 //! * existing directories in the destination are merged into without touching their
 //!   metadata; a symlink to a directory at such a spot is followed *in the destination
 //!   root*, so every path written and reported is a real location inside it.
@@ -260,7 +262,19 @@ pub fn copy_into(
             };
             let parent = resolve(dest_root, parent, true)?.0;
             c.mkdir_parents(&parent)?;
-            c.node(&s.real, &s.meta, &parent.join(name))?;
+            let mut target = parent.join(name);
+            // BuildKit writes a file through an existing symlink at the destination into
+            // the (existing, non-directory) file it names; resolved confined to the root.
+            if dest_root
+                .try_lstat(&target)?
+                .is_some_and(|m| m.kind == FileKind::Symlink)
+            {
+                let (real, exists) = resolve(dest_root, &target, true)?;
+                if exists && dest_root.lstat(&real)?.kind != FileKind::Directory {
+                    target = real;
+                }
+            }
+            c.node(&s.real, &s.meta, &target)?;
         }
     }
     c.finish()
@@ -300,7 +314,7 @@ impl Copier<'_> {
     }
 
     /// Create the missing directories of the real path `dir` the way BuildKit creates
-    /// destination parents: 0755 or the octal --chmod, owned by --chown.
+    /// destination parents: 0755 (never --chmod), owned by --chown.
     pub(crate) fn mkdir_parents(&mut self, dir: &Path) -> Result<(), Error> {
         let mut prefix = PathBuf::new();
         for comp in dir.components() {
@@ -318,7 +332,7 @@ impl Copier<'_> {
             if let Some((u, g)) = self.opts.chown {
                 self.chown(&prefix, u, g)?;
             }
-            let mode = Chmod::parent_dir_mode(self.opts.chmod.as_ref());
+            let mode = 0o755;
             let time = self.opts.clamp_mtime.map(|t| (t, 0));
             self.deferred.push((prefix.clone(), Some(mode), time));
             self.report.written.push(prefix.clone());
@@ -327,7 +341,7 @@ impl Copier<'_> {
         Ok(())
     }
 
-    fn chown(&mut self, p: &Path, u: u32, g: u32) -> Result<(), Error> {
+    pub(crate) fn chown(&mut self, p: &Path, u: u32, g: u32) -> Result<(), Error> {
         if !self.is_root && self.opts.chown == Some((u, g)) {
             if !record_owner(self.dst, p, (u, g)) {
                 self.report.skipped_owners += 1;
@@ -486,28 +500,13 @@ impl Copier<'_> {
         Ok(())
     }
 
-    pub(crate) fn chown_unpacked(&mut self, root: &SafeRoot, p: &Path) -> Result<(), Error> {
-        if let Some((u, g)) = self.opts.chown {
-            if !self.is_root {
-                if root.try_lstat(p)?.is_some() && !record_owner(root, p, (u, g)) {
-                    self.report.skipped_owners += 1;
-                }
-                return Ok(());
-            }
-            match root.chown(p, u, g) {
-                Ok(()) => {}
-                Err(e) if e.is_not_found() => {}
-                Err(e) if !self.is_root && e.raw_os_error() == Some(Errno::PERM.raw_os_error()) => {
-                    self.report.skipped_owners += 1
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
+    /// The `--chown` owner, if any.
+    pub(crate) fn chown_opt(&self) -> Option<(u32, u32)> {
+        self.opts.chown
     }
 
     pub(crate) fn preserve_archive_owners(&self) -> bool {
-        self.opts.chown.is_none() && self.is_root
+        self.is_root
     }
 }
 

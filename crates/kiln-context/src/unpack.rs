@@ -63,6 +63,13 @@ pub(crate) fn extract(
         mode: ApplyMode::Merge,
     };
     let stats = apply_layer(&sub, open(root, p)?, &opts).map_err(err)?;
+    // An archive's `./` entry must not take back a destination dir this ADD created and
+    // gave to --chown (BuildKit keeps it --chown's).
+    if let Some((u, g)) = c.chown_opt() {
+        if c.report.written.iter().any(|w| w == target) {
+            c.chown(target, u, g)?;
+        }
+    }
     let mut all: Vec<PathBuf> = Vec::new();
     for n in &names {
         let mut anc = n.as_path();
@@ -77,8 +84,9 @@ pub(crate) fn extract(
     }
     all.sort();
     all.dedup();
+    // The archive's own owners stay (BuildKit): --chown only reaches the destination
+    // directories this ADD created (mkdir_parents), never the extracted entries.
     for n in &all {
-        c.chown_unpacked(&sub, n)?;
         c.report.written.push(target.join(n));
     }
     c.report.files += stats.files;

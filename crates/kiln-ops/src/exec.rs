@@ -65,7 +65,8 @@ impl Executor<'_> {
         };
         let mut active = self.snapshots.prepare_active(&root.lowers())?;
         let mount = active.mount()?;
-        let user = crate::user::UserDb::read(&active)?.resolve(&op.user)?;
+        let users = crate::user::UserDb::read(&active)?;
+        let user = users.resolve(&op.user)?;
         let rootfs = match &mount {
             ActiveMount::Overlay {
                 lowers,
@@ -89,6 +90,12 @@ impl Executor<'_> {
         if !spec.env.iter().any(|e| e.starts_with("PATH=")) {
             spec.env
                 .insert(0, format!("PATH={}", kiln_sandbox::DEFAULT_PATH));
+        }
+        // Like runc under BuildKit: HOME from the image's passwd for the step's user, unless
+        // the step's env has one. Only the process sees it; the image config never does.
+        if !spec.env.iter().any(|e| e.starts_with("HOME=")) {
+            spec.env
+                .push(format!("HOME={}", users.home(&op.user, user.0)));
         }
         spec.cwd = op.cwd.clone();
         spec.create_cwd = true;

@@ -53,4 +53,53 @@ impl UserDb {
         }
         resolve(spec, self.passwd.as_deref(), self.group.as_deref())
     }
+
+    /// The home directory a step running as `spec` gets as `HOME` (runc's rule, which
+    /// BuildKit follows): the passwd entry of the user's name, or of its uid when the
+    /// user is numeric; `/` when there is none.
+    pub fn home(&self, spec: &str, uid: u32) -> String {
+        let user = spec.split(':').next().unwrap_or("");
+        let numeric = user.is_empty() || user.bytes().all(|b| b.is_ascii_digit());
+        home_in(self.passwd.as_deref().unwrap_or(""), user, numeric, uid)
+    }
+}
+
+fn home_in(passwd: &str, user: &str, numeric: bool, uid: u32) -> String {
+    for line in passwd.lines() {
+        let f: Vec<&str> = line.split(':').collect();
+        if f.len() < 6 || line.starts_with('#') {
+            continue;
+        }
+        let hit = if numeric {
+            f[2].parse::<u32>().ok() == Some(uid)
+        } else {
+            f[0] == user
+        };
+        if hit && !f[5].is_empty() {
+            return f[5].to_string();
+        }
+        if hit {
+            break;
+        }
+    }
+    "/".to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::home_in;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
+                          app:x:1000:1000::/home/app:/bin/sh\n\
+                          nohome:x:1001:1001:::/bin/sh\n";
+
+    #[test]
+    fn home_comes_from_passwd_by_name_or_uid_and_defaults_to_slash() {
+        assert_eq!(home_in(PASSWD, "", true, 0), "/root");
+        assert_eq!(home_in(PASSWD, "app", false, 1000), "/home/app");
+        assert_eq!(home_in(PASSWD, "1000", true, 1000), "/home/app");
+        assert_eq!(home_in(PASSWD, "4242", true, 4242), "/");
+        assert_eq!(home_in(PASSWD, "nohome", false, 1001), "/");
+        assert_eq!(home_in("", "", true, 0), "/");
+    }
 }
