@@ -411,3 +411,38 @@ fn copy_onto_a_symlink_writes_through_it_in_root() {
     assert_eq!(fs["esc"]["link"], "../../../../../target2", "{}", fs["esc"]);
     assert_eq!(entry_data(&fs, "target2"), "new\n");
 }
+
+/// ADD extracts local bzip2 and xz tarballs like gzip ones (BuildKit decides by content,
+/// not by name), while a file that only looks like one by name is copied as it is.
+#[test]
+fn add_extracts_bzip2_and_xz_tarballs() {
+    let env = Env::new();
+    let ctx = context(
+        &env,
+        "ctx",
+        &[
+            ("src/d/f", "inside\n"),
+            ("fake.tar.xz", "not an archive\n"),
+            (
+                "Dockerfile",
+                "FROM scratch\nADD a.tar.bz2 /bz/\nADD a.tar.xz /xz/\nADD b.bin /named-by-content/\n\
+                 ADD fake.tar.xz /fake/\n",
+            ),
+        ],
+    );
+    let tar = |flag: &str, out: &str| {
+        sh_ok(
+            std::process::Command::new("tar")
+                .args([flag, "-cf", out, "-C", "src", "d"])
+                .current_dir(&ctx),
+        );
+    };
+    tar("-j", "a.tar.bz2");
+    tar("-J", "a.tar.xz");
+    std::fs::copy(ctx.join("a.tar.xz"), ctx.join("b.bin")).unwrap();
+    let fs = build_rootfs_tar(&env, &ctx, "out.tar", &[]);
+    for dir in ["bz", "xz", "named-by-content"] {
+        assert_eq!(entry_data(&fs, &format!("{dir}/d/f")), "inside\n", "{dir}");
+    }
+    assert_eq!(entry_data(&fs, "fake/fake.tar.xz"), "not an archive\n");
+}

@@ -1,9 +1,13 @@
 //! ADD's local archive auto-extraction. Like BuildKit, a source is an archive when its
-//! *content* decodes (gzip, zstd or plain) to a tar with at least one valid header —
-//! the file name does not matter, and anything else (including bzip2/xz, for which
-//! kiln has no decoder) is copied as a plain file.
+//! *content* decodes (gzip, zstd, bzip2, xz or plain) to a tar with at least one valid
+//! header — the file name does not matter, and anything else is copied as a plain file.
+//!
+//! bzip2 and xz are handled here rather than in kiln-archive: they are never layer
+//! compressions, so an image layer in either must keep failing. Their output still goes
+//! through the archive reader's limits (total bytes, entries, path length); only the
+//! ratio check, which needs the compressed count, does not see them.
 
-use std::io::BufReader;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use kiln_archive::{
@@ -14,9 +18,28 @@ use kiln_fs::{OFlags, SafeRoot};
 use crate::copy::Copier;
 use crate::Error;
 
-fn open(root: &SafeRoot, p: &Path) -> Result<BufReader<std::fs::File>, kiln_fs::Error> {
-    root.open_file(p, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, 0)
-        .map(BufReader::new)
+const BZIP2_MAGIC: &[u8] = b"BZh";
+const XZ_MAGIC: &[u8] = &[0xfd, b'7', b'z', b'X', b'Z', 0];
+/// xz's dictionary is chosen by the file; a hostile one must not make us allocate GiBs.
+const XZ_MEMORY_LIMIT_KIB: u32 = 256 << 10;
+
+fn open(root: &SafeRoot, p: &Path) -> Result<Box<dyn Read + Send>, kiln_fs::Error> {
+    let mut f = root
+        .open_file(p, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, 0)
+        .map(BufReader::new)?;
+    // A read error here resurfaces on the first read of the plain reader.
+    let head = f.fill_buf().map(|b| b.to_vec()).unwrap_or_default();
+    Ok(if head.starts_with(BZIP2_MAGIC) {
+        Box::new(bzip2::read::MultiBzDecoder::new(f))
+    } else if head.starts_with(XZ_MAGIC) {
+        Box::new(lzma_rust2::XzReader::new_mem_limit(
+            f,
+            true,
+            XZ_MEMORY_LIMIT_KIB,
+        ))
+    } else {
+        Box::new(f)
+    })
 }
 
 pub(crate) fn is_archive(root: &SafeRoot, p: &Path) -> bool {
