@@ -82,21 +82,6 @@ fn build_fails(env: &Env, ctx: &Path, extra: &[&str]) -> String {
     err_str(&o)
 }
 
-fn steps(ev: &[Value]) -> BTreeSet<String> {
-    steps_with(ev, "started")
-        .into_iter()
-        .filter(|d| !d.starts_with("[internal]") && !d.contains("FROM"))
-        .collect()
-}
-
-/// Steps reported cached with the given reason.
-fn cached_from(ev: &[Value], reason: &str) -> BTreeSet<String> {
-    ev.iter()
-        .filter(|e| e["kind"] == "cached" && e["reason"].as_str() == Some(reason))
-        .filter_map(|e| e["description"].as_str().map(str::to_string))
-        .collect()
-}
-
 fn cache_events<'a>(ev: &'a [Value], kind: &str) -> Vec<&'a Value> {
     ev.iter().filter(|e| e["kind"] == kind).collect()
 }
@@ -183,7 +168,7 @@ fn machine_b_hits_every_step_and_fetches_only_final_layers() {
     let Some((b, ctx_b)) = machine() else { return };
     let base_blobs = b.blobs();
     let ev = build(&b, &ctx_b, &["--cache-from", &spec("src", &cache, "")]);
-    let all = steps(&ev);
+    let all = steps_after_from(&ev);
     assert_eq!(all.len(), 5, "{all:?}");
     let reason = format!("from cache {}", cache.display());
     assert_eq!(
@@ -247,7 +232,7 @@ fn machine_b_hits_every_step_and_fetches_only_final_layers() {
     let reason = format!("from cache {}", cache.display());
     assert_eq!(
         cached_from(&ev, &reason),
-        steps(&ev),
+        steps_after_from(&ev),
         "every step of C a hit from the cache: {ev:#?}"
     );
     let export = cache_events(&ev, "cache_export");

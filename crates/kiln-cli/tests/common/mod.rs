@@ -533,6 +533,23 @@ pub fn steps_with(events: &[Value], kind: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// The steps a build started, without FROM and kiln's internal ones.
+pub fn steps_after_from(events: &[Value]) -> BTreeSet<String> {
+    steps_with(events, "started")
+        .into_iter()
+        .filter(|d| !d.starts_with("[internal]") && !d.contains("FROM"))
+        .collect()
+}
+
+/// Steps reported cached with the given reason (e.g. "from cache DIR").
+pub fn cached_from(events: &[Value], reason: &str) -> BTreeSet<String> {
+    events
+        .iter()
+        .filter(|e| e["kind"] == "cached" && e["reason"].as_str() == Some(reason))
+        .filter_map(|e| e["description"].as_str().map(str::to_string))
+        .collect()
+}
+
 /// Builds `ctx` and exports the target's rootfs with `--output type=local`; returns the dir.
 pub fn build_rootfs(env: &Env, ctx: &Path, name: &str, extra: &[&str]) -> PathBuf {
     let dest = env.path(name);
