@@ -23,25 +23,12 @@ RUN --mount=type=cache,target=/cache,id=pkgs sh -c 'echo pkgdata > /cache/p; cat
 
 const EPOCH: &str = "1700000000";
 
-/// A store with the busybox base image, imported at a fixed SOURCE_DATE_EPOCH so that
-/// every machine has the same base image (as a pull of one digest would give).
-fn base_image(env: &Env) -> Option<()> {
-    let tar = busybox_tar(env)?;
-    // Relative: the history's created_by names the tarball as given.
-    let name = tar.file_name().unwrap().to_str().unwrap();
-    let o = env
-        .cmd(&["import", name, "-t", "busybox", "--change", r#"CMD ["sh"]"#])
-        .env("SOURCE_DATE_EPOCH", EPOCH)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "import: {}", err_str(&o));
-    Some(())
-}
-
-/// A fixed SOURCE_DATE_EPOCH makes both machines' images byte-identical.
+/// A "machine": a store with the busybox base image, imported at a fixed
+/// SOURCE_DATE_EPOCH so every machine has the same base image (as a pull of one digest
+/// would give), and the build context.
 fn machine() -> Option<(Env, PathBuf)> {
     let env = Env::new();
-    base_image(&env)?;
+    import_reproducible_busybox(&env, EPOCH)?;
     let ctx = context(
         &env,
         "ctx",
@@ -129,15 +116,6 @@ fn rewrite_config(env: &Env, dir: &Path, config: &Value) {
     index["manifests"][0]["digest"] = md.into();
     index["manifests"][0]["size"] = ms.into();
     std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
-}
-
-fn record<'a>(config: &'a Value, needle: &str) -> &'a Value {
-    config["records"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["description"].as_str().unwrap().contains(needle))
-        .unwrap_or_else(|| panic!("no record for {needle}: {config:#}"))
 }
 
 fn flip_byte(p: &Path) {
@@ -287,7 +265,7 @@ fn mode_min_exports_the_final_chain_and_max_everything() {
     assert!(max_records.is_superset(&min_records));
     // Links: the final RUN's parent is the COPY --from record.
     let (_, cfg) = cache_config(&max);
-    let run = record(&cfg, "cat /built > /final");
+    let run = cache_record(&cfg, "cat /built > /final");
     let parents = run["parents"].as_array().unwrap();
     assert_eq!(parents.len(), 1, "{run:#}");
     let parent = &cfg["records"][parents[0].as_u64().unwrap() as usize];
@@ -370,7 +348,7 @@ RUN --mount=type=cache,target=/cache,id=pkgs sh -c 'cat /cache/p > /seen || echo
 ";
     let seen = |cache: &Path, rest: &str| -> String {
         let b = Env::new();
-        base_image(&b).unwrap();
+        import_reproducible_busybox(&b, EPOCH).unwrap();
         let ctx = context(&b, "ctx", &[("Dockerfile", reader)]);
         let out = b.path("out");
         build(
@@ -403,11 +381,11 @@ fn corrupt_layer_in_cache_is_refused_and_store_stays_clean() {
         &["--cache-to", &spec("dest", &cache, ",mode=max")],
     );
     let (_, cfg) = cache_config(&cache);
-    let final_layer = record(&cfg, "cat /built > /final")["layers"][0]["digest"]
+    let final_layer = cache_record(&cfg, "cat /built > /final")["layers"][0]["digest"]
         .as_str()
         .unwrap()
         .to_string();
-    let junk_layer = record(&cfg, "echo intermediate")["layers"][0]["digest"]
+    let junk_layer = cache_record(&cfg, "echo intermediate")["layers"][0]["digest"]
         .as_str()
         .unwrap()
         .to_string();
@@ -447,7 +425,7 @@ fn lying_records_give_an_error_or_a_miss() {
         &["--cache-to", &spec("dest", &cache, ",mode=max")],
     );
     let (_, original) = cache_config(&cache);
-    let junk = record(&original, "echo intermediate")["layers"][0]["digest"].clone();
+    let junk = cache_record(&original, "echo intermediate")["layers"][0]["digest"].clone();
 
     let mut forged = original.clone();
     for r in forged["records"].as_array_mut().unwrap() {

@@ -36,23 +36,11 @@ fn nonce() -> String {
     repo("nonce")
 }
 
-fn base_image(env: &Env) -> Option<()> {
-    let tar = busybox_tar(env)?;
-    let name = tar.file_name().unwrap().to_str().unwrap();
-    let o = env
-        .cmd(&["import", name, "-t", "busybox", "--change", r#"CMD ["sh"]"#])
-        .env("SOURCE_DATE_EPOCH", EPOCH)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "import: {}", err_str(&o));
-    Some(())
-}
-
 /// A fresh store with only the base image, and the build context (`a.txt` = `content`).
 fn machine(content: &str) -> Option<(Env, PathBuf)> {
     registries()?;
     let env = Env::new();
-    base_image(&env)?;
+    import_reproducible_busybox(&env, EPOCH)?;
     let ctx = context(
         &env,
         "ctx",
@@ -188,15 +176,6 @@ fn uploads(log: &[(String, String, u16)]) -> usize {
         .count()
 }
 
-fn record<'a>(config: &'a Value, needle: &str) -> &'a Value {
-    config["records"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["description"].as_str().unwrap().contains(needle))
-        .unwrap_or_else(|| panic!("no record for {needle}: {config:#}"))
-}
-
 /// The acceptance test of the issue: A exports (mode=max, mounts=true) to the registry,
 /// B imports: every step a hit, only the final image's own layers (and the cache config)
 /// are downloaded — counted in the registry's access log —, the image digest is the same;
@@ -287,7 +266,7 @@ fn machine_b_hits_every_step_from_the_registry_and_fetches_only_final_layers() {
 RUN --mount=type=cache,target=/cache,id=pkgs sh -c 'cat /cache/p > /seen || echo none > /seen'
 ";
     let c = Env::new();
-    base_image(&c).unwrap();
+    import_reproducible_busybox(&c, EPOCH).unwrap();
     let ctx_c = context(&c, "ctx", &[("Dockerfile", reader)]);
     let out = c.path("out");
     build(
@@ -455,11 +434,11 @@ fn tampered_cache_in_the_registry_is_refused() {
         &["--cache-to", &format!("type=registry,ref={cache},mode=max")],
     );
     let (manifest, original) = registry_cache(&repo, "buildcache");
-    let final_layer = record(&original, "cat /built > /final")["layers"][0]["digest"]
+    let final_layer = cache_record(&original, "cat /built > /final")["layers"][0]["digest"]
         .as_str()
         .unwrap()
         .to_string();
-    let junk = record(&original, "echo intermediate")["layers"][0]["digest"]
+    let junk = cache_record(&original, "echo intermediate")["layers"][0]["digest"]
         .as_str()
         .unwrap()
         .to_string();

@@ -250,10 +250,9 @@ impl Executor<'_> {
                 from,
                 source,
             } => {
-                let base = self.store.root().join("kiln").join("cache-mounts");
+                let base = self.cache_mounts_base();
                 std::fs::create_dir_all(&base).map_err(OpError::io("create", &base))?;
-                // Named by a hash of the id, never the id itself: ids are user text.
-                let hash = Digest::of_bytes(id.as_bytes()).hex().to_string();
+                let hash = self.cache_mount_dir(id).0.hex().to_string();
                 let name = match sharing {
                     CacheSharing::Shared => hash.clone(),
                     CacheSharing::Locked => {

@@ -321,16 +321,17 @@ impl Executor<'_> {
         lock(&self.shared.fetched).clone()
     }
 
-    /// Where `RUN --mount=type=cache,id=ID` lives. Must name the same directory as the
-    /// mount code in exec.rs (`kiln/cache-mounts/<sha256 of the id>`).
-    fn cache_mount_dir(&self, id: &str) -> (Digest, PathBuf) {
+    /// The directory holding every `RUN --mount=type=cache` directory.
+    pub(crate) fn cache_mounts_base(&self) -> PathBuf {
+        self.store.root().join("kiln").join("cache-mounts")
+    }
+
+    /// Where `RUN --mount=type=cache,id=ID` lives: named by a hash of the id, never the id
+    /// itself (ids are user text). The shared (default) directory; exec.rs derives the
+    /// private-sharing copies from the same hash.
+    pub(crate) fn cache_mount_dir(&self, id: &str) -> (Digest, PathBuf) {
         let hash = Digest::of_bytes(id.as_bytes());
-        let dir = self
-            .store
-            .root()
-            .join("kiln")
-            .join("cache-mounts")
-            .join(hash.hex());
+        let dir = self.cache_mounts_base().join(hash.hex());
         (hash, dir)
     }
 

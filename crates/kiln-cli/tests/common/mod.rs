@@ -533,6 +533,31 @@ pub fn steps_with(events: &[Value], kind: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// Imports busybox as `busybox` with a fixed SOURCE_DATE_EPOCH, so two stores ("machines")
+/// get byte-identical base images. None when busybox-static is missing.
+pub fn import_reproducible_busybox(env: &Env, epoch: &str) -> Option<()> {
+    let tar = busybox_tar(env)?;
+    // Relative: the history's created_by names the tarball as given.
+    let name = tar.file_name().unwrap().to_str().unwrap();
+    let o = env
+        .cmd(&["import", name, "-t", "busybox", "--change", r#"CMD ["sh"]"#])
+        .env("SOURCE_DATE_EPOCH", epoch)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "import: {}", err_str(&o));
+    Some(())
+}
+
+/// The record of a shared-cache config whose step description contains `needle`.
+pub fn cache_record<'a>(config: &'a Value, needle: &str) -> &'a Value {
+    config["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["description"].as_str().unwrap().contains(needle))
+        .unwrap_or_else(|| panic!("no record for {needle}: {config:#}"))
+}
+
 /// The steps a build started, without FROM and kiln's internal ones.
 pub fn steps_after_from(events: &[Value]) -> BTreeSet<String> {
     steps_with(events, "started")
