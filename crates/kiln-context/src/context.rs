@@ -2,9 +2,11 @@
 //! and stat cache. The directory itself is trusted (the user named it); everything
 //! inside it is not.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use kiln_dockerfile::ignore::{ignore_file_for, IgnoreMatcher};
 use kiln_fs::{OFlags, SafeRoot};
@@ -25,6 +27,41 @@ pub struct Context {
     ignore: IgnoreMatcher,
     ignore_file: Option<String>,
     cache: Mutex<StatCache>,
+    /// Digests already computed in this build (by a step or by [`Context::prefetch`]),
+    /// so a step whose sources were hashed ahead finds them instead of hashing again.
+    memo: Mutex<HashMap<MemoKey, Arc<OnceLock<Option<SourceDigest>>>>>,
+    /// Set when the build no longer needs the prefetch (it ended or failed).
+    stop_prefetch: AtomicBool,
+}
+
+/// What one COPY asks for; equal requests have equal digests within a build.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct MemoKey {
+    patterns: Vec<String>,
+    excludes: Vec<String>,
+    follow_symlinks: bool,
+    include_owner: bool,
+    allow_empty_wildcard: bool,
+}
+
+/// One COPY's sources, as handed to [`Context::prefetch`].
+#[derive(Debug, Clone)]
+pub struct DigestRequest {
+    pub patterns: Vec<String>,
+    pub excludes: Vec<String>,
+    pub opts: DigestOpts,
+}
+
+impl MemoKey {
+    fn of(patterns: &[String], excludes: &[String], opts: &DigestOpts) -> MemoKey {
+        MemoKey {
+            patterns: patterns.to_vec(),
+            excludes: excludes.to_vec(),
+            follow_symlinks: opts.follow_symlinks,
+            include_owner: opts.include_owner,
+            allow_empty_wildcard: opts.allow_empty_wildcard,
+        }
+    }
 }
 
 impl Context {
@@ -56,6 +93,8 @@ impl Context {
             ignore,
             ignore_file,
             cache: Mutex::new(StatCache::in_memory()),
+            memo: Mutex::default(),
+            stop_prefetch: AtomicBool::new(false),
         })
     }
 
@@ -104,7 +143,70 @@ impl Context {
     }
 
     /// Content digest of exactly what `COPY <patterns> --exclude=<excludes>` reads.
+    /// Computed once per build: a second request (or one [`Context::prefetch`] is working
+    /// on) waits for that result. A failed prefetch is retried here, so the error a user
+    /// sees always comes from the step that needs the digest.
     pub fn digest_sources(
+        &self,
+        patterns: &[String],
+        excludes: &[String],
+        opts: &DigestOpts,
+    ) -> Result<SourceDigest, Error> {
+        let cell = self.memo_cell(MemoKey::of(patterns, excludes, opts));
+        if let Some(Some(d)) = cell.get() {
+            return Ok(d.clone());
+        }
+        let mut error = None;
+        let got = cell.get_or_init(|| match self.compute_digest(patterns, excludes, opts) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                error = Some(e);
+                None
+            }
+        });
+        match (got, error) {
+            (Some(d), _) => Ok(d.clone()),
+            (None, Some(e)) => Err(e),
+            // The prefetch failed before we asked: compute again for the error itself.
+            (None, None) => self.compute_digest(patterns, excludes, opts),
+        }
+    }
+
+    /// Hashes the sources of `requests`, in order, on a background thread, so the
+    /// context is read while earlier steps run (BuildKit sends the context up front for
+    /// the same reason). Steps then find the digests in the memo. Stopped by
+    /// [`Context::stop_prefetch`]; errors are left for the steps to meet.
+    pub fn prefetch(self: &Arc<Self>, requests: Vec<DigestRequest>) {
+        if requests.is_empty() {
+            return;
+        }
+        let me = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name("kiln-ctx-hash".into())
+            .spawn(move || {
+                for r in requests {
+                    if me.stop_prefetch.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let cell = me.memo_cell(MemoKey::of(&r.patterns, &r.excludes, &r.opts));
+                    cell.get_or_init(|| me.compute_digest(&r.patterns, &r.excludes, &r.opts).ok());
+                }
+            });
+        // Without the thread every step hashes its own sources, as it would anyway.
+        drop(spawned);
+    }
+
+    /// Tells a running [`Context::prefetch`] to stop after the request it is on.
+    pub fn stop_prefetch(&self) {
+        self.stop_prefetch.store(true, Ordering::Relaxed);
+    }
+
+    fn memo_cell(&self, key: MemoKey) -> Arc<OnceLock<Option<SourceDigest>>> {
+        let mut memo = self.memo.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(memo.entry(key).or_default())
+    }
+
+    fn compute_digest(
         &self,
         patterns: &[String],
         excludes: &[String],
@@ -112,11 +214,10 @@ impl Context {
     ) -> Result<SourceDigest, Error> {
         let mut opts = opts.clone();
         opts.source_name = self.source_name();
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         digest_sources(
             &self.root,
             Some(&self.ignore),
-            &mut cache,
+            &self.cache,
             patterns,
             excludes,
             &opts,

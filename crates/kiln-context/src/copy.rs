@@ -18,6 +18,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use kiln_dockerfile::ignore::IgnoreMatcher;
 use kiln_fs::{FileKind, Metadata, OFlags, SafeRoot};
@@ -249,8 +251,9 @@ pub fn copy_into(
         };
         if s.meta.kind == FileKind::Directory {
             let target = resolve(dest_root, &lexical, true)?.0;
+            let fresh = dest_root.try_lstat(&target)?.is_none();
             c.mkdir_parents(&target)?;
-            c.dir_contents(s, &target)?;
+            c.dir_contents(s, &target, fresh)?;
         } else {
             let (parent, name) = match (lexical.parent(), lexical.file_name()) {
                 (Some(p), Some(n)) => (p, n),
@@ -294,6 +297,18 @@ pub(crate) struct Copier<'a> {
     /// read-only mode would block writing them when not root).
     deferred: Vec<Deferred>,
 }
+
+/// One regular file of a batch written by [`Copier::copy_batch`].
+struct FileJob {
+    src: PathBuf,
+    dest: PathBuf,
+    meta: Metadata,
+}
+
+/// Below this many files a batch is written on the calling thread.
+const PARALLEL_MIN_FILES: usize = 64;
+/// Writer threads for a batch; more only contend on the same directories and journal.
+const MAX_COPY_THREADS: usize = 4;
 
 /// A directory's final mode and time, applied after its children were written.
 type Deferred = (PathBuf, Option<u32>, Option<(i64, u32)>);
@@ -389,44 +404,144 @@ impl Copier<'_> {
         }
     }
 
-    /// Copy the included contents of a directory source into the real dir `target`.
-    fn dir_contents(&mut self, s: &Source, target: &Path) -> Result<(), Error> {
+    /// Copy the included contents of a directory source into the real dir `target`
+    /// (`fresh`: this copy just created it, so nothing is in it yet).
+    fn dir_contents(&mut self, s: &Source, target: &Path, fresh: bool) -> Result<(), Error> {
         let real = slash(&s.real);
         let mut entries = Vec::new();
         walk_dir(self.src, &real, "", &self.filter, &mut entries)?;
-        // Source dir (relative below the source) → its real destination.
-        let mut dirs: HashMap<String, PathBuf> = HashMap::new();
-        dirs.insert(String::new(), target.to_path_buf());
+        // Source dir (relative below the source) → its real destination, and whether this
+        // copy created it.
+        let mut dirs: HashMap<String, (PathBuf, bool)> = HashMap::new();
+        dirs.insert(String::new(), (target.to_path_buf(), fresh));
+        // Plain files bound for directories this copy created: nothing to replace and no
+        // hardlink bookkeeping, so they are written in parallel after the walk (which
+        // creates every directory first).
+        let mut batch = Vec::new();
         for e in entries {
             let below = e.path[real.len()..].trim_start_matches('/').to_owned();
             let (parent_rel, name) = match below.rsplit_once('/') {
                 Some((p, n)) => (p.to_owned(), n.to_owned()),
                 None => (String::new(), below.clone()),
             };
-            let Some(parent) = dirs.get(&parent_rel).cloned() else {
+            let Some((parent, parent_fresh)) = dirs.get(&parent_rel).cloned() else {
                 continue; // parent was skipped
             };
             let d = parent.join(&name);
             if e.meta.kind == FileKind::Directory {
-                let real_dir = self.dir_node(&e.meta, &d)?;
-                dirs.insert(below, real_dir);
+                let (real_dir, created) = self.dir_node(&e.meta, &d)?;
+                dirs.insert(below, (real_dir, created));
+            } else if parent_fresh
+                && self.is_root
+                && e.meta.kind == FileKind::Regular
+                && e.meta.nlink <= 1
+            {
+                batch.push(FileJob {
+                    src: PathBuf::from(&e.path),
+                    dest: d,
+                    meta: e.meta,
+                });
             } else {
                 self.node(Path::new(&e.path), &e.meta, &d)?;
             }
         }
+        self.copy_batch(batch)
+    }
+
+    /// Writes `jobs` (regular files into fresh directories, as root) on several threads:
+    /// creating many small files is kernel work that a second core halves.
+    fn copy_batch(&mut self, jobs: Vec<FileJob>) -> Result<(), Error> {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(MAX_COPY_THREADS);
+        if threads < 2 || jobs.len() < PARALLEL_MIN_FILES {
+            for j in &jobs {
+                let n = self.copy_regular(j)?;
+                self.report.bytes += n;
+                self.report.files += 1;
+            }
+        } else {
+            let next = AtomicUsize::new(0);
+            let failed: Mutex<Option<Error>> = Mutex::new(None);
+            let bytes = AtomicU64::new(0);
+            let this = &*self;
+            std::thread::scope(|scope| {
+                for _ in 0..threads {
+                    scope.spawn(|| loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(job) = jobs.get(i) else { break };
+                        match this.copy_regular(job) {
+                            Ok(n) => {
+                                bytes.fetch_add(n, Ordering::Relaxed);
+                            }
+                            Err(e) => {
+                                next.store(jobs.len(), Ordering::Relaxed);
+                                failed
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .get_or_insert(e);
+                                break;
+                            }
+                        }
+                    });
+                }
+            });
+            if let Some(e) = failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+                return Err(e);
+            }
+            self.report.bytes += bytes.into_inner();
+            self.report.files += jobs.len() as u64;
+        }
+        self.report.written.extend(jobs.into_iter().map(|j| j.dest));
         Ok(())
+    }
+
+    /// One regular file as root into a path known to be free: owner, mode and times set
+    /// through the open file, so the path is resolved once, not once per attribute.
+    fn copy_regular(&self, j: &FileJob) -> Result<u64, Error> {
+        let mut from = self.src.open_file(
+            &j.src,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            0,
+        )?;
+        let mut to = self.dst.create_file_excl(&j.dest, 0o600)?;
+        let n = std::io::copy(&mut from, &mut to).map_err(|e| Error::io("copy", &j.dest, e))?;
+        self.set_attrs_fd(&to, &j.dest, &j.meta)?;
+        Ok(n)
+    }
+
+    /// Owner, then mode (chown clears setuid/setgid), then times, on an open file.
+    fn set_attrs_fd(&self, f: &std::fs::File, d: &Path, m: &Metadata) -> Result<(), Error> {
+        use rustix::fs::{fchmod, fchown, futimens, Gid, Mode, Timespec, Timestamps, Uid};
+        let err = |what: &'static str| move |e: Errno| Error::io(what, d, e.into());
+        let (u, g) = self.owner_of(m);
+        fchown(f, Some(Uid::from_raw(u)), Some(Gid::from_raw(g))).map_err(err("chown"))?;
+        fchmod(f, Mode::from_raw_mode(self.mode_of(m) & 0o7777)).map_err(err("chmod"))?;
+        let (sec, nsec) = self.time_of(m);
+        let t = Timespec {
+            tv_sec: sec,
+            tv_nsec: nsec as _,
+        };
+        futimens(
+            f,
+            &Timestamps {
+                last_access: t,
+                last_modification: t,
+            },
+        )
+        .map_err(err("utimensat"))
     }
 
     /// A directory entry at `d`: merge into an existing directory (or an in-root
     /// symlink to one) untouched, else (re)create it with the source's metadata.
     /// Returns where its children go.
-    fn dir_node(&mut self, m: &Metadata, d: &Path) -> Result<PathBuf, Error> {
+    fn dir_node(&mut self, m: &Metadata, d: &Path) -> Result<(PathBuf, bool), Error> {
         match self.dst.try_lstat(d)? {
-            Some(x) if x.kind == FileKind::Directory => return Ok(d.to_path_buf()),
+            Some(x) if x.kind == FileKind::Directory => return Ok((d.to_path_buf(), false)),
             Some(x) if x.kind == FileKind::Symlink => {
                 let (r, exists) = resolve(self.dst, d, true)?;
                 if exists && self.dst.lstat(&r)?.kind == FileKind::Directory {
-                    return Ok(r);
+                    return Ok((r, false));
                 }
                 self.dst.remove_all(d)?;
             }
@@ -442,7 +557,7 @@ impl Copier<'_> {
             .push((d.to_path_buf(), Some(mode), Some(time)));
         self.report.written.push(d.to_path_buf());
         self.report.dirs += 1;
-        Ok(d.to_path_buf())
+        Ok((d.to_path_buf(), true))
     }
 
     /// Copy one non-directory node from the source path `s` to the real path `d`.
@@ -475,6 +590,11 @@ impl Copier<'_> {
                 self.report.bytes +=
                     std::io::copy(&mut from, &mut to).map_err(|e| Error::io("copy", d, e))?;
                 self.report.files += 1;
+                if self.is_root {
+                    self.set_attrs_fd(&to, d, m)?;
+                    self.report.written.push(d.to_path_buf());
+                    return Ok(());
+                }
             }
             FileKind::Symlink => {
                 let target = self.src.read_link(s)?;

@@ -9,6 +9,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use kiln_dockerfile::ignore::IgnoreMatcher;
 use kiln_fs::{FileKind, Metadata, SafeRoot};
@@ -17,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::copy::{resolve_sources, SourceSpec};
-use crate::statcache::{hex32_de, hex32_ser, StatCache};
+use crate::statcache::{content_sha256, hex32_de, hex32_ser, StatCache};
 use crate::walk::{walk_dir, Filter};
 use crate::Error;
 
@@ -138,11 +140,25 @@ fn key(c: &Change) -> &str {
     }
 }
 
-/// Digest the sources of one COPY in `root`.
+/// Below this many regular files (and bytes) one thread hashes: spawning costs more.
+const PARALLEL_MIN_FILES: usize = 64;
+const PARALLEL_MIN_BYTES: u64 = 8 << 20;
+/// Hashing threads; more than a few only queue on the same disk.
+const MAX_HASH_THREADS: usize = 4;
+
+/// One node a COPY reads: its name as the COPY sees it, its path in the root, its stat.
+struct Node {
+    shown: String,
+    real: String,
+    meta: Metadata,
+}
+
+/// Digest the sources of one COPY in `root`. Regular files are hashed on several
+/// threads when there are enough of them; the result does not depend on the order.
 pub(crate) fn digest_sources(
     root: &SafeRoot,
     ignore: Option<&IgnoreMatcher>,
-    cache: &mut StatCache,
+    cache: &Mutex<StatCache>,
     patterns: &[String],
     excludes: &[String],
     opts: &DigestOpts,
@@ -161,13 +177,14 @@ pub(crate) fn digest_sources(
         ignore,
         exclude: exclude.as_ref(),
     };
-    let mut files: BTreeMap<String, FileDigest> = BTreeMap::new();
+    let mut nodes = Vec::new();
     for s in &sources {
         let real = crate::follow::slash(&s.real);
-        files.insert(
-            s.name.clone(),
-            node_digest(root, cache, &s.name, &real, &s.meta, opts)?,
-        );
+        nodes.push(Node {
+            shown: s.name.clone(),
+            real: real.clone(),
+            meta: s.meta.clone(),
+        });
         if s.meta.kind != FileKind::Directory {
             continue;
         }
@@ -176,11 +193,17 @@ pub(crate) fn digest_sources(
         for e in entries {
             let below = e.path.strip_prefix(&real).unwrap_or(&e.path);
             let below = below.trim_start_matches('/');
-            let shown = crate::walk::join(&s.name, below);
-            let d = node_digest(root, cache, &shown, &e.path, &e.meta, opts)?;
-            files.insert(shown, d);
+            nodes.push(Node {
+                shown: crate::walk::join(&s.name, below),
+                real: e.path,
+                meta: e.meta,
+            });
         }
     }
+    let digests = digest_nodes(root, cache, &nodes, opts)?;
+    // A later node of the same name replaces an earlier one, as the COPY's own writes do.
+    let files: BTreeMap<String, FileDigest> =
+        nodes.into_iter().map(|n| n.shown).zip(digests).collect();
     let mut all = Sha256::new();
     all.update(b"kiln-context-sources-v1\0");
     for (p, d) in &files {
@@ -194,9 +217,54 @@ pub(crate) fn digest_sources(
     })
 }
 
+/// The digest of every node, in order; on several threads when the work is large.
+fn digest_nodes(
+    root: &SafeRoot,
+    cache: &Mutex<StatCache>,
+    nodes: &[Node],
+    opts: &DigestOpts,
+) -> Result<Vec<FileDigest>, Error> {
+    let regular: Vec<&Node> = nodes
+        .iter()
+        .filter(|n| n.meta.kind == FileKind::Regular)
+        .collect();
+    let bytes: u64 = regular.iter().map(|n| n.meta.size).sum();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_HASH_THREADS)
+        .min(regular.len());
+    if threads > 1 && (regular.len() >= PARALLEL_MIN_FILES || bytes >= PARALLEL_MIN_BYTES) {
+        // Warm the stat cache for every regular file in parallel (largest first, so one
+        // big file does not end up last on a busy thread); the ordered pass below then
+        // only looks the sums up.
+        let mut order = regular;
+        order.sort_by_key(|n| std::cmp::Reverse(n.meta.size));
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    while !failed.load(Ordering::Relaxed) {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(n) = order.get(i) else { break };
+                        // An error is reported by the ordered pass, which meets it again.
+                        if content_sha256(cache, root, &n.real).is_err() {
+                            failed.store(true, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+    }
+    nodes
+        .iter()
+        .map(|n| node_digest(root, cache, &n.shown, &n.real, &n.meta, opts))
+        .collect()
+}
+
 fn node_digest(
     root: &SafeRoot,
-    cache: &mut StatCache,
+    cache: &Mutex<StatCache>,
     shown: &str,
     real: &str,
     m: &Metadata,
@@ -222,7 +290,7 @@ fn node_digest(
     }
     match m.kind {
         FileKind::Regular => {
-            let sum = cache.content_sha256(root, real)?;
+            let sum = content_sha256(cache, root, real)?;
             h.update(format!(" {} ", m.size).as_bytes());
             h.update(sum);
         }

@@ -22,7 +22,7 @@ mod walk;
 mod wildcard;
 
 pub use chmod::Chmod;
-pub use context::Context;
+pub use context::{Context, DigestRequest};
 pub use copy::{copy_into, mkdir_p_owned, write_heredoc_file, CopyOpts, CopyReport};
 pub use digest::{diff, Change, DigestOpts, FileDigest, SourceDigest, SourceManifest};
 pub use error::Error;

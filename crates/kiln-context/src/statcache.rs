@@ -1,5 +1,7 @@
 //! Persistent stat cache: `(dev, inode, size, mtime, ctime)` of a context file →
-//! sha256 of its content, so unchanged files are not re-read on the next build.
+//! digest of its content (sha256; for files of 32 MiB and more a sha256 tree hashed on
+//! several cores, see [`tree_sha256`]), so unchanged files are not re-read on the next
+//! build.
 //!
 //! The cache only ever *avoids work*; the digest is always of content. Rules:
 //! * ctime is in the key because it changes on every write and cannot be set by
@@ -15,6 +17,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use kiln_fs::{OFlags, SafeRoot};
@@ -29,7 +32,8 @@ pub const MAX_ENTRIES: usize = 500_000;
 const MAX_FILE_BYTES: u64 = 256 << 20;
 /// Larger than the coarse clock tick filesystems stamp ctime with (≤ 10 ms).
 pub const RACY_WINDOW_NS: i64 = 50_000_000;
-const VERSION: u32 = 1;
+/// 2: files of [`TREE_MIN_BYTES`] and more are tree-hashed.
+const VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct Entry {
@@ -167,54 +171,146 @@ impl StatCache {
         Ok(())
     }
 
-    /// sha256 of the regular file `rel` in `root`, from the cache when its stat matches.
-    pub(crate) fn content_sha256(&mut self, root: &SafeRoot, rel: &str) -> Result<[u8; 32], Error> {
-        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let mut f = root.open_file(Path::new(rel), flags, 0)?;
-        let before = stat_key(&f, rel)?;
+    /// The cached digest of `rel` if its stat still matches; marks the entry used.
+    fn lookup(&mut self, rel: &str, now: &Entry) -> Option<[u8; 32]> {
         self.used.insert(rel.to_owned());
-        if let Some(e) = self.entries.get(rel) {
-            if same(e, &before) {
-                self.stats.hits += 1;
-                return Ok(e.sha256);
-            }
-        }
-        let mut h = Sha256::new();
-        let mut buf = vec![0u8; 256 << 10];
-        let mut n_total = 0u64;
-        loop {
-            let n = f
-                .read(&mut buf)
-                .map_err(|e| Error::io("read", PathBuf::from(rel), e))?;
-            if n == 0 {
-                break;
-            }
-            n_total += n as u64;
-            h.update(&buf[..n]);
-        }
-        let sum: [u8; 32] = h.finalize().into();
+        let e = self.entries.get(rel).filter(|e| same(e, now))?;
+        self.stats.hits += 1;
+        Some(e.sha256)
+    }
+
+    /// Records a digest computed outside the lock; only a stable, not racily clean
+    /// result is kept, and a stale entry is dropped.
+    fn record(&mut self, rel: &str, hashed: Entry, stable: bool, bytes: u64) {
         self.stats.misses += 1;
-        self.stats.hashed_bytes += n_total;
-        let after = stat_key(&f, rel)?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as i64)
-            .unwrap_or(0);
-        let stable = same(&before, &after) && now - after.ctime >= RACY_WINDOW_NS;
+        self.stats.hashed_bytes += bytes;
         if stable {
-            self.entries.insert(
-                rel.to_owned(),
-                Entry {
-                    sha256: sum,
-                    ..after
-                },
-            );
+            self.entries.insert(rel.to_owned(), hashed);
             self.dirty = true;
         } else if self.entries.remove(rel).is_some() {
             self.dirty = true;
         }
-        Ok(sum)
     }
+}
+
+/// sha256 of the regular file `rel` in `root`, from the cache when its stat matches.
+/// The lock is held only for the lookup and the record, never while reading, so several
+/// threads hash different files of one context at once.
+pub(crate) fn content_sha256(
+    cache: &Mutex<StatCache>,
+    root: &SafeRoot,
+    rel: &str,
+) -> Result<[u8; 32], Error> {
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut f = root.open_file(Path::new(rel), flags, 0)?;
+    let before = stat_key(&f, rel)?;
+    if let Some(sum) = lock(cache).lookup(rel, &before) {
+        return Ok(sum);
+    }
+    let (sum, n_total) = if before.size >= TREE_MIN_BYTES {
+        tree_sha256(&f, before.size, rel)?
+    } else {
+        stream_sha256(&mut f, rel)?
+    };
+    let after = stat_key(&f, rel)?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
+    let stable = same(&before, &after) && now - after.ctime >= RACY_WINDOW_NS;
+    let hashed = Entry {
+        sha256: sum,
+        ..after
+    };
+    lock(cache).record(rel, hashed, stable, n_total);
+    Ok(sum)
+}
+
+/// Files at least this large are hashed as a tree of [`TREE_CHUNK`] pieces on several
+/// threads: one big file is otherwise a single core's sequential work at the start of
+/// the build. The digest only feeds kiln's own cache keys, so its form is ours to pick.
+const TREE_MIN_BYTES: u64 = 32 << 20;
+const TREE_CHUNK: u64 = 4 << 20;
+const TREE_THREADS: usize = 4;
+
+/// sha256 of the whole stream (small files).
+fn stream_sha256(f: &mut fs::File, rel: &str) -> Result<([u8; 32], u64), Error> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 << 10];
+    let mut n_total = 0u64;
+    loop {
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| Error::io("read", PathBuf::from(rel), e))?;
+        if n == 0 {
+            break;
+        }
+        n_total += n as u64;
+        h.update(&buf[..n]);
+    }
+    Ok((h.finalize().into(), n_total))
+}
+
+/// `sha256("kiln-tree-v1" ‖ chunk size ‖ sha256 of each chunk…)`, chunks hashed in
+/// parallel with positioned reads. A file that grows or shrinks while being read fails
+/// the stat comparison afterwards and is not cached.
+fn tree_sha256(f: &fs::File, size: u64, rel: &str) -> Result<([u8; 32], u64), Error> {
+    use std::os::unix::fs::FileExt;
+    let chunks = size.div_ceil(TREE_CHUNK) as usize;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, TREE_THREADS)
+        .min(chunks);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let sums: Vec<Mutex<Option<[u8; 32]>>> = (0..chunks).map(|_| Mutex::new(None)).collect();
+    let read_bytes = std::sync::atomic::AtomicU64::new(0);
+    let failed: Mutex<Option<std::io::Error>> = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                let mut buf = vec![0u8; TREE_CHUNK as usize];
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= chunks {
+                        break;
+                    }
+                    let start = i as u64 * TREE_CHUNK;
+                    let want = TREE_CHUNK.min(size - start) as usize;
+                    let mut got = 0;
+                    while got < want {
+                        match f.read_at(&mut buf[got..want], start + got as u64) {
+                            Ok(0) => break, // shrank: the stat check afterwards sees it
+                            Ok(n) => got += n,
+                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                            Err(e) => {
+                                *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                                next.store(chunks, std::sync::atomic::Ordering::Relaxed);
+                                return;
+                            }
+                        }
+                    }
+                    read_bytes.fetch_add(got as u64, std::sync::atomic::Ordering::Relaxed);
+                    let sum: [u8; 32] = Sha256::digest(&buf[..got]).into();
+                    *sums[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(sum);
+                }
+            });
+        }
+    });
+    if let Some(e) = failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(Error::io("read", PathBuf::from(rel), e));
+    }
+    let mut h = Sha256::new();
+    h.update(b"kiln-tree-v1\0");
+    h.update(TREE_CHUNK.to_be_bytes());
+    for s in sums {
+        let sum = s.into_inner().unwrap_or_else(|p| p.into_inner());
+        h.update(sum.unwrap_or_default());
+    }
+    Ok((h.finalize().into(), read_bytes.into_inner()))
+}
+
+pub(crate) fn lock(cache: &Mutex<StatCache>) -> std::sync::MutexGuard<'_, StatCache> {
+    cache.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn same(a: &Entry, b: &Entry) -> bool {

@@ -808,3 +808,68 @@ fn heredoc_and_workdir() {
         );
     }
 }
+
+/// A directory of many files is written on several threads as root; every file must
+/// still get its content, mode (setuid kept after the owner change), owner and mtime, a
+/// file in a directory that already existed is replaced, and the report counts them all.
+#[test]
+fn many_files_copy_keeps_every_attribute() {
+    let src_dir = tempfile::tempdir().unwrap();
+    let dst_dir = tempfile::tempdir().unwrap();
+    let modes = [0o644, 0o755, 0o600, 0o4755, 0o2711];
+    for i in 0..400u32 {
+        let p = src_dir.path().join(format!("tree/d{}/f{i}", i % 9));
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, format!("content {i}")).unwrap();
+        fs::set_permissions(
+            &p,
+            fs::Permissions::from_mode(modes[i as usize % modes.len()]),
+        )
+        .unwrap();
+        let t = filetime_secs(1_600_000_000 + i64::from(i));
+        rustix::fs::utimensat(rustix::fs::CWD, &p, &t, rustix::fs::AtFlags::empty()).unwrap();
+    }
+    // An existing destination directory with a file the copy replaces.
+    fs::create_dir_all(dst_dir.path().join("out/d0")).unwrap();
+    fs::write(dst_dir.path().join("out/d0/f0"), "old").unwrap();
+    let ctx = Context::open(src_dir.path(), "Dockerfile").unwrap();
+    let dst = SafeRoot::open(dst_dir.path()).unwrap();
+    let opts = CopyOpts {
+        chown: kiln_fs::running_as_root().then_some((1234, 5678)),
+        ..CopyOpts::default()
+    };
+    let report = ctx
+        .copy_into(&["tree".into()], &dst, "/out/", "/", &opts)
+        .unwrap();
+    assert_eq!(report.files, 400);
+    for i in 0..400u32 {
+        let rel = format!("d{}/f{i}", i % 9);
+        let p = dst_dir.path().join("out").join(&rel);
+        assert_eq!(
+            fs::read_to_string(&p).unwrap(),
+            format!("content {i}"),
+            "{rel}"
+        );
+        let m = fs::symlink_metadata(&p).unwrap();
+        assert_eq!(m.mode() & 0o7777, modes[i as usize % modes.len()], "{rel}");
+        assert_eq!(m.mtime(), 1_600_000_000 + i64::from(i), "{rel}");
+        if kiln_fs::running_as_root() {
+            assert_eq!((m.uid(), m.gid()), (1234, 5678), "{rel}");
+        }
+        assert!(
+            report.written.contains(&Path::new("out").join(&rel)),
+            "{rel}"
+        );
+    }
+}
+
+fn filetime_secs(secs: i64) -> rustix::fs::Timestamps {
+    let t = rustix::fs::Timespec {
+        tv_sec: secs,
+        tv_nsec: 0,
+    };
+    rustix::fs::Timestamps {
+        last_access: t,
+        last_modification: t,
+    }
+}

@@ -177,10 +177,13 @@ fn mode_and_symlink_target_are_in_the_key() {
     };
     let a = c.digest_sources(&s(&["."]), &[], &opts).unwrap();
     fs::set_permissions(ctx.path().join("README"), fs::Permissions::from_mode(0o755)).unwrap();
+    // A context is one build's view: a new build opens it again.
+    let c = Context::open(ctx.path(), "Dockerfile").unwrap();
     let b = c.digest_sources(&s(&["."]), &[], &opts).unwrap();
     assert_ne!(a.digest, b.digest);
     fs::remove_file(ctx.path().join("link")).unwrap();
     std::os::unix::fs::symlink("/etc/group", ctx.path().join("link")).unwrap();
+    let c = Context::open(ctx.path(), "Dockerfile").unwrap();
     let l = c.digest_sources(&s(&["link"]), &[], &opts).unwrap();
     let d = diff(&b.manifest(), &l.manifest());
     assert!(d.contains(&Change::Modified("link".into())), "{d:?}");
@@ -253,4 +256,97 @@ fn dockerfile_specific_ignore_file_wins() {
     assert!(c.ignore().is_excluded("b") && !c.ignore().is_excluded("a"));
     let c = Context::open(d.path(), "Dockerfile").unwrap();
     assert_eq!(c.ignore_file(), Some(".dockerignore"));
+}
+
+/// Within one build a request is hashed once: a second step with the same sources (or a
+/// step after the prefetch) gets the first result, even if a file changed in between.
+#[test]
+fn one_build_hashes_each_request_once() {
+    let ctx = fixture();
+    let c = std::sync::Arc::new(Context::open(ctx.path(), "Dockerfile").unwrap());
+    let opts = DigestOpts::default();
+    c.prefetch(vec![kiln_context::DigestRequest {
+        patterns: s(&["src"]),
+        excludes: vec![],
+        opts: opts.clone(),
+    }]);
+    let first = c.digest_sources(&s(&["src"]), &[], &opts).unwrap();
+    let hashed = c.stat_stats().misses;
+    assert_eq!(hashed, 2, "{:?}", c.stat_stats());
+    fs::write(ctx.path().join("src/util.c"), "changed").unwrap();
+    let again = c.digest_sources(&s(&["src"]), &[], &opts).unwrap();
+    assert_eq!(first, again);
+    assert_eq!(c.stat_stats().misses, hashed);
+    let fresh = Context::open(ctx.path(), "Dockerfile").unwrap();
+    let next_build = fresh.digest_sources(&s(&["src"]), &[], &opts).unwrap();
+    assert_ne!(first.digest, next_build.digest);
+}
+
+/// The prefetch never reports errors itself: the step that needs the digest meets them.
+#[test]
+fn prefetch_of_a_missing_source_leaves_the_error_to_the_step() {
+    let ctx = fixture();
+    let c = std::sync::Arc::new(Context::open(ctx.path(), "Dockerfile").unwrap());
+    c.prefetch(vec![kiln_context::DigestRequest {
+        patterns: s(&["missing"]),
+        excludes: vec![],
+        opts: DigestOpts::default(),
+    }]);
+    std::thread::sleep(Duration::from_millis(50));
+    let err = c
+        .digest_sources(&s(&["missing"]), &[], &DigestOpts::default())
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("not found in build context"),
+        "{err}"
+    );
+}
+
+/// Large files are hashed as a tree of chunks on several threads: a change of one byte
+/// in any chunk still changes the digest, and the digest does not depend on timing.
+#[test]
+fn large_file_digest_sees_a_one_byte_change() {
+    let ctx = tempfile::tempdir().unwrap();
+    let mut data: Vec<u8> = (0..(40u32 << 20)).map(|i| (i % 251) as u8).collect();
+    fs::write(ctx.path().join("big.bin"), &data).unwrap();
+    let digest = || {
+        Context::open(ctx.path(), "Dockerfile")
+            .unwrap()
+            .digest_sources(&s(&["big.bin"]), &[], &DigestOpts::default())
+            .unwrap()
+            .digest
+    };
+    let a = digest();
+    assert_eq!(a, digest());
+    data[(20 << 20) + 7] ^= 1;
+    fs::write(ctx.path().join("big.bin"), &data).unwrap();
+    let b = digest();
+    assert_ne!(a, b);
+    data.truncate(data.len() - 1);
+    fs::write(ctx.path().join("big.bin"), &data).unwrap();
+    assert_ne!(b, digest());
+}
+
+/// Many files are hashed on several threads; the digest is the same as file by file.
+#[test]
+fn many_files_digest_is_deterministic() {
+    let ctx = tempfile::tempdir().unwrap();
+    for i in 0..300 {
+        let dir = ctx.path().join(format!("d{}", i % 7));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join(format!("f{i}")), format!("file {i}")).unwrap();
+    }
+    let digest = || {
+        Context::open(ctx.path(), "Dockerfile")
+            .unwrap()
+            .digest_sources(&s(&["."]), &[], &DigestOpts::default())
+            .unwrap()
+    };
+    let a = digest();
+    assert_eq!(a.files.len(), 308, "300 files, 7 directories and the root");
+    assert_eq!(a, digest());
+    fs::write(ctx.path().join("d3/f150"), "other").unwrap();
+    let b = digest();
+    let d = diff(&a.manifest(), &b.manifest());
+    assert_eq!(d, [Change::Modified("d3/f150".into())]);
 }

@@ -9,14 +9,94 @@ use crate::remote;
 use crate::state::{FsState, Output};
 use kiln_context::{Change, Chmod, CopyOpts, DigestOpts, SourceManifest};
 use kiln_fs::SafeRoot;
-use kiln_graph::{CopyAction, FileAction, FileOp, Vertex, VertexId};
+use kiln_graph::{CopyAction, FileAction, FileOp, Op, SourceOp, Vertex, VertexId};
 use kiln_oci::Digest;
 use kiln_solver::JobCtx;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// The upper directory to write a lone COPY from a context into directly, when its
+/// destination is new in the image (see `Active::upper_for_new_path`).
+fn direct_upper(
+    op: &FileOp,
+    inputs: &[Arc<Output>],
+    active: &kiln_snapshot::Active,
+) -> Result<Option<SafeRoot>, OpError> {
+    let [FileAction::Copy(c)] = op.actions.as_slice() else {
+        return Ok(None);
+    };
+    if !matches!(
+        inputs.get(c.from.as_usize()).map(|o| o.as_ref()),
+        Some(Output::Context(_))
+    ) {
+        return Ok(None);
+    }
+    Ok(active.upper_for_new_path(std::path::Path::new(&c.dest))?)
+}
+
+/// How a COPY from a context is digested: the same for the step and for the prefetch,
+/// so the prefetched result is the one the step looks up.
+fn copy_digest_opts(c: &CopyAction) -> DigestOpts {
+    DigestOpts {
+        follow_symlinks: c.follow_symlinks,
+        include_owner: false,
+        allow_empty_wildcard: c.allow_empty_wildcard,
+        ..DigestOpts::default()
+    }
+}
+
 impl Executor<'_> {
+    /// Starts hashing, in the background, what every COPY from a local context among
+    /// `vertices` will read, in graph order: the context is read while base images
+    /// are prepared and earlier steps run, and each COPY step then only looks its digest
+    /// up. Call [`Executor::stop_prefetch`] when the build ends.
+    pub fn prefetch_context_digests(&self, vertices: &[VertexId]) {
+        let mut ids = vertices.to_vec();
+        ids.sort();
+        let mut requests: HashMap<&str, Vec<kiln_context::DigestRequest>> = HashMap::new();
+        for id in ids {
+            let Some(v) = self.graph.vertex(id) else {
+                continue;
+            };
+            let Op::File(op) = &v.op else { continue };
+            for action in &op.actions {
+                let FileAction::Copy(c) = action else {
+                    continue;
+                };
+                let Some(source) = v
+                    .inputs
+                    .get(c.from.as_usize())
+                    .and_then(|i| self.graph.vertex(*i))
+                else {
+                    continue;
+                };
+                if let Op::Source(SourceOp::Context { name, .. }) = &source.op {
+                    requests
+                        .entry(name.as_str())
+                        .or_default()
+                        .push(kiln_context::DigestRequest {
+                            patterns: c.sources.clone(),
+                            excludes: c.exclude.clone(),
+                            opts: copy_digest_opts(c),
+                        });
+                }
+            }
+        }
+        for (name, list) in requests {
+            if let Some(context) = self.contexts.get(name) {
+                context.prefetch(list);
+            }
+        }
+    }
+
+    /// Stops the background hashing of [`Executor::prefetch_context_digests`].
+    pub fn stop_prefetch(&self) {
+        for context in self.contexts.values() {
+            context.stop_prefetch();
+        }
+    }
+
     pub(crate) fn file(
         &self,
         ctx: &JobCtx<'_, Digest, VertexId>,
@@ -38,6 +118,7 @@ impl Executor<'_> {
         }
         let mut file_changes = Vec::new();
         let mut fetched = Fetched::default();
+        let keyed = std::time::Instant::now();
         for (i, action) in op.actions.iter().enumerate() {
             match action {
                 FileAction::Copy(c) => {
@@ -111,6 +192,7 @@ impl Executor<'_> {
                 _ => {}
             }
         }
+        let probed = std::time::Instant::now();
         let key = match self.probe(ctx, vertex, &root, &components, &file_changes)? {
             Probe::Hit(out) => return Ok(out),
             Probe::Miss(key) => key,
@@ -128,25 +210,44 @@ impl Executor<'_> {
         } else {
             self.snapshots.prepare_active(&lowers)?
         };
-        let mount = active.mount()?;
         let scratch = tempfile::tempdir_in(active.dir())
             .map_err(OpError::io("create temp dir in", active.dir()))?;
         let started = std::time::Instant::now();
         let users = crate::user::UserDb::read(&active)?;
-        with_merged(&mount, scratch.path(), |dest| {
-            for (i, action) in op.actions.iter().enumerate() {
-                if ctx.is_cancelled() {
-                    return Err(OpError::Cancelled);
-                }
-                self.apply_action(action, dest, &users, inputs, scratch.path())?;
-                self.apply_remote(i, action, dest, &users, &fetched)?;
+        match direct_upper(op, inputs, &active)? {
+            // The common `COPY src /new/path`: no overlay mount, no per-file lookups in
+            // every lower layer (kiln-snapshot's direct.rs says when this is the same).
+            Some(upper) => {
+                self.apply_action(&op.actions[0], &upper, &users, inputs, scratch.path())?
             }
-            Ok(())
-        })?;
+            None => {
+                let mount = active.mount()?;
+                with_merged(&mount, scratch.path(), |dest| {
+                    for (i, action) in op.actions.iter().enumerate() {
+                        if ctx.is_cancelled() {
+                            return Err(OpError::Cancelled);
+                        }
+                        self.apply_action(action, dest, &users, inputs, scratch.path())?;
+                        self.apply_remote(i, action, dest, &users, &fetched)?;
+                    }
+                    Ok(())
+                })?
+            }
+        }
         drop(scratch);
+        let written = std::time::Instant::now();
         let committed = self
             .snapshots
             .commit_active(active, &self.lease, &self.opts.commit)?;
+        // Where a file step's time goes, for `--log-level kiln_ops=debug`.
+        tracing::debug!(
+            step = %vertex.meta.description,
+            key_s = (probed - keyed).as_secs_f64(),
+            probe_s = (started - probed).as_secs_f64(),
+            write_s = (written - started).as_secs_f64(),
+            commit_s = written.elapsed().as_secs_f64(),
+            "file step timings"
+        );
         self.finish(&root, &key, &committed, started.elapsed().as_secs_f64())
     }
 
@@ -163,13 +264,7 @@ impl Executor<'_> {
     ) -> Result<Vec<String>, OpError> {
         match inputs.get(c.from.as_usize()).map(|o| o.as_ref()) {
             Some(Output::Context(context)) => {
-                let opts = DigestOpts {
-                    follow_symlinks: c.follow_symlinks,
-                    include_owner: false,
-                    allow_empty_wildcard: c.allow_empty_wildcard,
-                    ..DigestOpts::default()
-                };
-                let d = context.digest_sources(&c.sources, &c.exclude, &opts)?;
+                let d = context.digest_sources(&c.sources, &c.exclude, &copy_digest_opts(c))?;
                 out.insert(
                     format!("files {}", c.sources.join(" ")),
                     d.digest.to_string(),

@@ -199,32 +199,46 @@ impl Snapshots {
         };
         let bw = self.store.blob_writer(Some(lease))?;
         let io = |e: std::io::Error| Error::io("compress layer", upper_display())(e);
-        let (bw, digests) = match opts.compression {
+        let digests = match opts.compression {
             LayerCompression::Gzip {
                 level,
                 parallel: true,
             } => {
-                let enc = ParallelGzWriter::new(
-                    Sha256Writer::new(bw),
-                    level,
-                    crate::DEFAULT_CHUNK,
-                    opts.threads,
-                );
-                let tar = self.write_tree(upper, upper_path, Sha256Writer::new(enc), &wopts)?;
-                let (enc, diff_id, uncompressed_size) = tar.finish();
-                let mut blob = enc.finish().map_err(io)?;
-                blob.flush().map_err(io)?;
-                let (bw, digest, size) = blob.finish();
-                (
-                    bw,
-                    LayerDigests {
-                        digest,
-                        size,
+                // Three stages on their own threads: this one walks, tars and hashes the
+                // tar (diff id); the pool compresses; the sink writes the blob, which
+                // hashes what it stores (the blob digest). A large layer then costs about
+                // its slowest stage instead of the sum.
+                std::thread::scope(|scope| -> Result<LayerDigests> {
+                    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(SINK_QUEUE);
+                    let sink = scope.spawn(move || -> std::io::Result<kiln_store::BlobWriter> {
+                        let mut bw = bw;
+                        for block in rx {
+                            bw.write_all(&block)?;
+                        }
+                        Ok(bw)
+                    });
+                    let enc = ParallelGzWriter::new(
+                        ChannelWriter(tx),
+                        level,
+                        crate::DEFAULT_CHUNK,
+                        opts.threads,
+                    );
+                    let tar = self.write_tree(upper, upper_path, Sha256Writer::new(enc), &wopts)?;
+                    let (enc, diff_id, uncompressed_size) = tar.finish();
+                    drop(enc.finish().map_err(io)?); // closes the channel: the sink ends
+                    let bw = sink
+                        .join()
+                        .map_err(|_| io(std::io::Error::other("blob writer thread panicked")))?
+                        .map_err(io)?;
+                    let blob = bw.commit(None)?;
+                    Ok(LayerDigests {
+                        digest: blob.digest,
+                        size: blob.size,
                         diff_id,
                         uncompressed_size,
                         compression: Compression::Gzip,
-                    },
-                )
+                    })
+                })?
             }
             other => {
                 let level = match other {
@@ -236,11 +250,30 @@ impl Snapshots {
                 let lw =
                     kiln_archive::LayerWriter::new(bw, other.compression(), level).map_err(io)?;
                 let lw = self.write_tree(upper, upper_path, lw, &wopts)?;
-                lw.finish().map_err(io)?
+                let (bw, digests) = lw.finish().map_err(io)?;
+                bw.commit(Some((&digests.digest, digests.size)))?;
+                digests
             }
         };
-        bw.commit(Some((&digests.digest, digests.size)))?;
         Ok(digests)
+    }
+}
+
+/// Compressed blocks queued for the blob writer: bounds memory to a few gzip members.
+const SINK_QUEUE: usize = 4;
+
+/// Hands each write to the blob writer thread.
+struct ChannelWriter(std::sync::mpsc::SyncSender<Vec<u8>>);
+
+impl Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .send(buf.to_vec())
+            .map_err(|_| std::io::Error::other("layer blob writer stopped"))?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

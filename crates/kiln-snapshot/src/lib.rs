@@ -45,6 +45,7 @@
 mod active;
 mod chainid;
 mod commit;
+mod direct;
 mod error;
 mod fallback;
 mod gc;

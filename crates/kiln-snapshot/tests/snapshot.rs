@@ -497,3 +497,139 @@ fn prune_keeps_referenced_and_live_snapshots() {
     // The default grace period protects fresh snapshots.
     assert_eq!(snaps.prune(&HashSet::new()).unwrap().snapshots_removed, 0);
 }
+
+/// Writing a new path straight into the upper dir (no overlay mount) must give the layer
+/// overlayfs gives: the existing ancestor `var` copied up with its metadata, the new
+/// subtree below it, nothing else.
+#[test]
+fn direct_upper_write_matches_overlay() {
+    if !is_root() || Command::new("unshare").arg("--version").output().is_err() {
+        eprintln!("skipping: needs root and unshare(1)");
+        return;
+    }
+    let (_d, store, snaps) = open();
+    let (desc, diff_id) = base(&store);
+    let lower = snaps
+        .ensure_layer_snapshot(&[diff_id], &desc, &limits())
+        .unwrap();
+    let lease = store.lease().unwrap();
+    let opts = CommitOptions {
+        clamp_mtime: Some(1000),
+        ..CommitOptions::default()
+    };
+    const CHANGES: &str = "mkdir -m 755 var/new var/new/deep && printf x > var/new/deep/f";
+
+    let mut ov = snaps
+        .prepare_active_with(std::slice::from_ref(&lower), Snapshotter::Overlay)
+        .unwrap();
+    let ActiveMount::Overlay {
+        lowers,
+        upper,
+        work,
+    } = ov.mount().unwrap()
+    else {
+        panic!("overlay expected")
+    };
+    let merged: PathBuf = ov.dir().join("merged");
+    std::fs::create_dir(&merged).unwrap();
+    let script = format!(
+        "umask 022 && mount -t overlay overlay -o lowerdir={},upperdir={},workdir={} {m} && cd {m} && {CHANGES}",
+        lowers[0].display(),
+        upper.display(),
+        work.display(),
+        m = merged.display()
+    );
+    let st = Command::new("unshare")
+        .args(["-m", "sh", "-c", &script])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::remove_dir(&merged).unwrap();
+    let through_overlay = snaps
+        .commit_active(ov, &lease, &opts)
+        .unwrap()
+        .layer
+        .unwrap();
+
+    let direct = snaps
+        .prepare_active_with(std::slice::from_ref(&lower), Snapshotter::Overlay)
+        .unwrap();
+    let root = direct
+        .upper_for_new_path(Path::new("/var/new"))
+        .unwrap()
+        .expect("a path new in the image can be written directly");
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(format!("umask 022 && {CHANGES}"))
+        .current_dir(&direct.upper)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    drop(root);
+    let written = snaps
+        .commit_active(direct, &lease, &opts)
+        .unwrap()
+        .layer
+        .unwrap();
+    assert_eq!(
+        layer_names(&store, &written.digest),
+        ["var", "var/new", "var/new/deep", "var/new/deep/f"]
+    );
+    assert_eq!(through_overlay.diff_id, written.diff_id);
+}
+
+/// Paths the overlay must resolve are refused: one that exists, one below a symlink,
+/// one with `..`, a relative one, and any once the upper dir holds something.
+#[test]
+fn direct_upper_write_refuses_what_needs_the_overlay() {
+    let (_d, store, snaps) = open();
+    let (desc, diff_id) = layer(
+        &store,
+        &[
+            E::Dir("var"),
+            E::File("var/f", "f\n"),
+            E::Link("lnk", "var"),
+        ],
+    );
+    let lower = snaps
+        .ensure_layer_snapshot(&[diff_id], &desc, &limits())
+        .unwrap();
+    let active = snaps
+        .prepare_active_with(std::slice::from_ref(&lower), Snapshotter::Overlay)
+        .unwrap();
+    for refused in [
+        "/var",
+        "/var/f",
+        "/var/f/x",
+        "/lnk/x",
+        "/var/../x",
+        "var/x",
+        "/",
+    ] {
+        assert!(
+            active
+                .upper_for_new_path(Path::new(refused))
+                .unwrap()
+                .is_none(),
+            "{refused} must go through the overlay"
+        );
+    }
+    if is_root() {
+        assert!(active
+            .upper_for_new_path(Path::new("/var/new"))
+            .unwrap()
+            .is_some());
+        // Now var is copied up: a second request sees a non-empty upper dir.
+        assert!(active
+            .upper_for_new_path(Path::new("/srv"))
+            .unwrap()
+            .is_none());
+    }
+    let copy = snaps
+        .prepare_active_with(std::slice::from_ref(&lower), Snapshotter::Copy)
+        .unwrap();
+    assert!(copy
+        .upper_for_new_path(Path::new("/new"))
+        .unwrap()
+        .is_none());
+}

@@ -189,9 +189,9 @@ pub fn build(store: &Store, a: &BuildArgs, insecure: &[String]) -> Result<ExitCo
         .graph
         .vertex(plan.target.root)
         .ok_or_else(|| anyhow!("internal: target vertex missing"))?;
-    let jobs: Vec<Job<Digest, kiln_graph::VertexId>> = plan
-        .graph
-        .reachable_from(&[plan.target.root])
+    let needed = plan.graph.reachable_from(&[plan.target.root]);
+    executor.prefetch_context_digests(&needed);
+    let jobs: Vec<Job<Digest, kiln_graph::VertexId>> = needed
         .into_iter()
         .filter_map(|id| plan.graph.vertex(id).map(|v| (id, v)))
         .map(|(id, v)| {
@@ -229,6 +229,7 @@ pub fn build(store: &Store, a: &BuildArgs, insecure: &[String]) -> Result<ExitCo
         &solver_opts,
         &sink,
     );
+    executor.stop_prefetch();
     let solution = match result {
         Ok(s) => s,
         Err(e) => {

@@ -226,10 +226,11 @@ impl<K: Eq + Hash + Clone> Board<K> {
                 continue;
             }
             t.executed += 1;
-            if let Some(x) = s.exec_time {
-                t.exec += x;
-                t.overhead += s.elapsed(Duration::ZERO).saturating_sub(x);
-            }
+            // Every executed step's time outside user processes is kiln's: a COPY's all
+            // of it, a RUN's what is not the process itself.
+            let x = s.exec_time.unwrap_or_default();
+            t.exec += x;
+            t.overhead += s.elapsed(Duration::ZERO).saturating_sub(x);
         }
         t
     }
@@ -241,7 +242,8 @@ pub struct Totals {
     pub cached: usize,
     /// Time spent inside user processes (RUN).
     pub exec: Duration,
-    /// Time the same steps spent in kiln around those processes.
+    /// Time executed steps spent in kiln outside those processes (summed over steps, so
+    /// parallel steps count twice; the wall time is in the summary line too).
     pub overhead: Duration,
 }
 

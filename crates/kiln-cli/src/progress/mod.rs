@@ -154,7 +154,7 @@ fn summary<K: Eq + Hash + Clone>(board: &Board<K>, now: Duration, ok: bool) -> S
         t.cached,
         t.executed
     );
-    if t.exec > Duration::ZERO {
+    if t.executed > 0 {
         s.push_str(&format!(
             " ({} in RUN processes, {} kiln overhead)",
             fmt_secs(t.exec),
