@@ -14,6 +14,9 @@ use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
+/// Blobs written at once on export, as many as `kiln push` uploads.
+const LOCAL_JOBS: usize = 4;
+
 const LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 
 #[derive(Debug, Clone)]
@@ -131,6 +134,11 @@ impl CacheSource for LocalDir {
 impl CacheSink for LocalDir {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Each blob is a copy out of the store plus an fsync; several overlap the fsync waits.
+    fn jobs(&self) -> usize {
+        LOCAL_JOBS
     }
 
     fn has_blob(&self, digest: &Digest, size: u64) -> Result<bool, Error> {

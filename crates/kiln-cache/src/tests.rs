@@ -467,3 +467,111 @@ fn a_swapped_blob_is_refused_by_digest() {
     assert!(!store.has_blob(&digest));
     assert!(store.fsck(false).unwrap().is_clean());
 }
+
+/// A local directory that records how many blob writes overlap and can fail one blob.
+struct Watched {
+    inner: LocalDir,
+    jobs: usize,
+    in_flight: std::sync::atomic::AtomicUsize,
+    peak: std::sync::atomic::AtomicUsize,
+    fail: Vec<Digest>,
+}
+
+impl CacheSink for Watched {
+    fn name(&self) -> &str {
+        CacheSink::name(&self.inner)
+    }
+    fn jobs(&self) -> usize {
+        self.jobs
+    }
+    fn has_blob(&self, digest: &Digest, size: u64) -> Result<bool, Error> {
+        CacheSink::has_blob(&self.inner, digest, size)
+    }
+    fn put_blob(&self, desc: &Descriptor, reader: &mut dyn std::io::Read) -> Result<(), Error> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+        self.peak.fetch_max(now, SeqCst);
+        // Long enough for the other workers to start theirs.
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let d = Digest::parse(desc.digest().as_ref()).unwrap();
+        let r = if self.fail.contains(&d) {
+            Err(Error::malformed(self.name(), format!("refused {d}")))
+        } else {
+            self.inner.put_blob(desc, reader)
+        };
+        self.in_flight.fetch_sub(1, SeqCst);
+        r
+    }
+    fn put_manifest(&self, bytes: &[u8], media_type: &str) -> Result<(), Error> {
+        assert_eq!(self.in_flight.load(std::sync::atomic::Ordering::SeqCst), 0);
+        self.inner.put_manifest(bytes, media_type)
+    }
+}
+
+use kiln_oci::spec::Descriptor;
+
+fn watched(w: &World, jobs: usize, fail: Vec<Digest>) -> Watched {
+    Watched {
+        inner: LocalDir::new(&w.cache_dir),
+        jobs,
+        in_flight: Default::default(),
+        peak: Default::default(),
+        fail,
+    }
+}
+
+/// Blobs go several at a time but never more than the sink's `jobs`; the manifest (same
+/// bytes whatever the parallelism) is written after all of them.
+#[test]
+fn export_sends_blobs_in_parallel_bounded_by_jobs() {
+    let w = world();
+    let records: Vec<ExportRecord> = (0..10)
+        .map(|i| {
+            record(
+                &format!("r{i}"),
+                vec![layer(&w, &format!("f{i}"), &format!("content {i}"))],
+                vec![],
+            )
+        })
+        .collect();
+    let sink = watched(&w, 3, vec![]);
+    let r = export(&w.store, &w.lease, &sink, SCHEME, "max", &records, &[]).unwrap();
+    assert_eq!((r.blobs_sent, r.blobs_present), (11, 0));
+    let peak = sink.peak.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((2..=3).contains(&peak), "peak {peak} blob writes at once");
+    let c = load(&w.cache_dir);
+    for rec in &records {
+        assert!(c.get(&rec.key).is_some());
+    }
+
+    let mut one = watched(&w, 1, vec![]);
+    one.inner = LocalDir::new(w.base.join("sequential"));
+    let r1 = export(&w.store, &w.lease, &one, SCHEME, "max", &records, &[]).unwrap();
+    assert_eq!(one.peak.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(r1.manifest, r.manifest, "the same manifest sent one by one");
+}
+
+/// With several blobs failing, the error names the earliest of them in manifest order
+/// (whichever failed first in time), and no manifest is published.
+#[test]
+fn parallel_export_failure_reports_the_earliest_blob_and_publishes_nothing() {
+    let w = world();
+    let records: Vec<ExportRecord> = (0..8)
+        .map(|i| {
+            record(
+                &format!("r{i}"),
+                vec![layer(&w, &format!("f{i}"), &format!("content {i}"))],
+                vec![],
+            )
+        })
+        .collect();
+    let digest =
+        |i: usize| Digest::parse(records[i].layers[0].descriptor.digest().as_ref()).unwrap();
+    let sink = watched(&w, 4, vec![digest(1), digest(2), digest(3)]);
+    let e = export(&w.store, &w.lease, &sink, SCHEME, "max", &records, &[]).unwrap_err();
+    assert!(
+        e.to_string().contains(&format!("refused {}", digest(1))),
+        "{e}"
+    );
+    assert!(!w.cache_dir.join("index.json").exists());
+}

@@ -26,9 +26,17 @@ pub trait CacheSource: Send + Sync {
     fn open_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send + '_>, Error>;
 }
 
-/// Where a cache is exported to.
-pub trait CacheSink {
+/// Where a cache is exported to. An export shares one sink between up to
+/// [`CacheSink::jobs`] threads, each sending one blob (`has_blob`, then `put_store_blob`)
+/// at a time; `put_manifest` is called alone, after all of them.
+pub trait CacheSink: Sync {
     fn name(&self) -> &str;
+
+    /// How many blobs an export may send at once. One unless the transport gains from
+    /// overlapping transfers.
+    fn jobs(&self) -> usize {
+        1
+    }
 
     /// Whether the destination already holds this blob (then it is not sent again).
     fn has_blob(&self, digest: &Digest, size: u64) -> Result<bool, Error>;

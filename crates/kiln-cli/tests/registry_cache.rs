@@ -581,3 +581,129 @@ fn cache_through_the_tls_registry_with_basic_auth() {
     assert!(!o.status.success());
     assert!(err_str(&o).contains("kiln login"), "{}", err_str(&o));
 }
+
+/// Several layers exported at once (blobs go up in parallel): the manifest `skopeo
+/// inspect --raw` reads is byte for byte the one the same build wrote to a local cache
+/// directory and to a second tag (so parallel sending did not change its order); every
+/// blob it names is served with its digest; per blob the registry saw a HEAD before the one
+/// upload, and the manifest PUT came after every blob upload had finished.
+#[test]
+fn parallel_export_of_many_layers_is_complete_and_deterministic() {
+    let Some(_) = registries() else { return };
+    if !need("skopeo") {
+        return;
+    }
+    let env = Env::new();
+    import_reproducible_busybox(&env, EPOCH).unwrap();
+    let n = nonce();
+    let mut dockerfile = String::from("FROM busybox\n");
+    for i in 0..8 {
+        dockerfile.push_str(&format!(
+            "RUN echo '{n} {i}' > /f{i} && head -c {} /dev/urandom >> /f{i}\n",
+            50_000 * (i + 1)
+        ));
+    }
+    let ctx = context(&env, "ctx", &[("Dockerfile", &dockerfile)]);
+    let (repo, cache) = cache_ref();
+    let second = cache.replace(":buildcache", ":second");
+    let local = env.path("local-cache");
+    let start = log_len();
+    let (ev, _) = build(
+        &env,
+        &ctx,
+        &[
+            "--cache-to",
+            &format!("type=registry,ref={cache},mode=max"),
+            "--cache-to",
+            &format!("type=local,dest={},mode=max", local.display()),
+            "--cache-to",
+            &format!("type=registry,ref={second},mode=max"),
+        ],
+    );
+    let exports: Vec<&Value> = ev.iter().filter(|e| e["kind"] == "cache_export").collect();
+    assert_eq!(exports.len(), 3, "{exports:#?}");
+    assert_eq!(exports[0]["blobs_sent"], 9, "8 layers and the config");
+    assert_eq!(exports[2]["blobs_sent"], 0, "same repository: all present");
+    let raw = sh_ok(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{cache}"),
+    ]));
+    let manifest: Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(manifest["artifactType"], "application/vnd.kiln.cache.v1");
+    let layers: Vec<String> = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(layers.len(), 8, "{manifest:#}");
+    // Layers in step order, as the config's records list them.
+    let (_, config) = registry_cache(&repo, "buildcache");
+    let by_records: Vec<String> = config["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["layers"].as_array().unwrap().clone())
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(layers, by_records);
+    let second_raw = sh_ok(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{second}"),
+    ]));
+    assert_eq!(raw, second_raw, "the same manifest under both tags");
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(local.join("index.json")).unwrap()).unwrap();
+    let local_manifest = index["manifests"][0]["digest"].as_str().unwrap();
+    let local_bytes = std::fs::read(
+        local
+            .join("blobs/sha256")
+            .join(local_manifest.strip_prefix("sha256:").unwrap()),
+    )
+    .unwrap();
+    assert_eq!(
+        String::from_utf8(local_bytes).unwrap(),
+        raw,
+        "local and registry exports write the same manifest"
+    );
+
+    let mut all = layers.clone();
+    all.push(manifest["config"]["digest"].as_str().unwrap().to_string());
+    for d in &all {
+        let f = env.path("fetched");
+        std::fs::write(
+            &f,
+            curl(&["-L", &format!("http://{REGISTRY}/v2/{repo}/blobs/{d}")]),
+        )
+        .unwrap();
+        assert_eq!(&sha256_file(&f), d, "the registry serves {d} intact");
+        assert_eq!(&sha256_file(&local.join("blobs/sha256").join(&d[7..])), d);
+    }
+
+    let log = access_log(start, &repo);
+    let manifest_put = log
+        .iter()
+        .position(|(m, p, _)| m == "PUT" && p.ends_with("/manifests/buildcache"))
+        .unwrap_or_else(|| panic!("no manifest PUT: {log:?}"));
+    for d in &all {
+        let encoded = d.replace(':', "%3A");
+        let head = log
+            .iter()
+            .position(|(m, p, _)| m == "HEAD" && p.ends_with(&format!("/blobs/{d}")))
+            .unwrap_or_else(|| panic!("no HEAD of {d}: {log:?}"));
+        let puts: Vec<usize> = log
+            .iter()
+            .enumerate()
+            .filter(|(_, (m, p, s))| {
+                m == "PUT" && p.contains("/blobs/uploads/") && p.contains(&encoded) && *s == 201
+            })
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(puts.len(), 1, "one upload of {d}: {log:?}");
+        assert!(head < puts[0] && puts[0] < manifest_put, "{d}: {log:?}");
+    }
+}
