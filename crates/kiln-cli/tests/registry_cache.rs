@@ -707,3 +707,85 @@ fn parallel_export_of_many_layers_is_complete_and_deterministic() {
         assert!(head < puts[0] && puts[0] < manifest_put, "{d}: {log:?}");
     }
 }
+
+/// The token-auth registry (:5102, bearer tokens from the harness's token server on
+/// :5103): credentials from `kiln login`, an export with mode=max from A, an import on a
+/// fresh store B hits every step and gives the same image; without credentials the
+/// import is only a warning.
+#[test]
+fn cache_through_the_token_auth_registry() {
+    let Some(dir) = registries() else { return };
+    let Some(_tokens) = token_server(&dir) else {
+        eprintln!("SKIPPED: 127.0.0.1:5103 (the test token server's port) is taken");
+        return;
+    };
+    let content = format!("from a {}\n", nonce());
+    let Some((a, ctx_a)) = machine(&content) else {
+        return;
+    };
+    let auth = a.path("auth.json");
+    let o = a
+        .cmd(&["login", TOKEN_REGISTRY, "-u", USER, "--password-stdin"])
+        .env("REGISTRY_AUTH_FILE", &auth)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(PASSWORD.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(o.status.success(), "{}", err_str(&o));
+    let cache = format!("{TOKEN_REGISTRY}/{}:buildcache", repo("token-cache"));
+    let vars: [(&str, &Path); 1] = [("REGISTRY_AUTH_FILE", &auth)];
+    let o = build_out_with(
+        &a,
+        &ctx_a,
+        &["--cache-to", &format!("type=registry,ref={cache},mode=max")],
+        &vars,
+    );
+    assert!(o.status.success(), "{}", err_str(&o));
+    let export = one(&events(&err_str(&o)), "cache_export").clone();
+    assert_eq!(export["records"], 5, "{export:#}");
+    assert!(export["blobs_sent"].as_u64().unwrap() >= 5, "{export:#}");
+    assert!(!err_str(&o).contains(PASSWORD));
+
+    let Some((b, ctx_b)) = machine(&content) else {
+        return;
+    };
+    let from = format!("type=registry,ref={cache}");
+    let o = build_out_with(&b, &ctx_b, &["--cache-from", &from], &vars);
+    assert!(o.status.success(), "{}", err_str(&o));
+    let ev = events(&err_str(&o));
+    let all = steps_after_from(&ev);
+    assert_eq!(all.len(), 5, "{all:?}");
+    assert_eq!(
+        cached_from(&ev, &format!("from cache {cache}")),
+        all,
+        "every step a hit from the token-auth registry"
+    );
+    assert_eq!(one(&ev, "cache_import")["blobs_fetched"], 2);
+    assert_eq!(b.inspect("app")["Digest"], a.inspect("app")["Digest"]);
+    b.assert_store_clean();
+
+    // No credentials: the token server refuses, the import is a warning, every step runs.
+    let Some((c, ctx_c)) = machine(&content) else {
+        return;
+    };
+    let none = c.path("no-auth.json");
+    let o = build_out_with(
+        &c,
+        &ctx_c,
+        &["--cache-from", &from],
+        &[("REGISTRY_AUTH_FILE", &none)],
+    );
+    assert!(o.status.success(), "{}", err_str(&o));
+    let err = err_str(&o);
+    assert!(
+        err.contains(&format!("warning: not using cache {cache}")),
+        "{err}"
+    );
+    assert!(cached_from(&events(&err), &format!("from cache {cache}")).is_empty());
+}
