@@ -53,6 +53,11 @@ pub struct ExportReport {
     pub blobs_sent: usize,
     pub blobs_present: usize,
     pub bytes_sent: u64,
+    /// Blobs the destination no longer referenced and removed after publishing.
+    pub blobs_removed: usize,
+    pub bytes_removed: u64,
+    /// Why collection failed (the cache was published all the same).
+    pub collect_error: Option<String>,
     /// Digest of the manifest published.
     pub manifest: Option<String>,
 }
@@ -151,6 +156,14 @@ pub fn export(
     });
     let bytes = serde_json::to_vec(&manifest).expect("manifest serialises");
     sink.put_manifest(&bytes, kiln_oci::media::OCI_MANIFEST)?;
+    // The new cache is published: failing to tidy up must not fail the export.
+    match sink.collect_garbage() {
+        Ok(c) => {
+            report.blobs_removed = c.blobs;
+            report.bytes_removed = c.bytes;
+        }
+        Err(e) => report.collect_error = Some(e.to_string()),
+    }
     report.records = records.len();
     report.mounts = mounts.len();
     report.manifest = Some(Digest::of_bytes(&bytes).to_string());

@@ -575,3 +575,114 @@ fn parallel_export_failure_reports_the_earliest_blob_and_publishes_nothing() {
     );
     assert!(!w.cache_dir.join("index.json").exists());
 }
+
+/// Exports one generation (one record with one layer) to `dir` with a sink of its own,
+/// as each build does; returns the report and the blobs it wrote.
+fn export_generation(w: &World, dir: &Path, name: &str) -> (ExportReport, Vec<Digest>) {
+    let rec = record(name, vec![layer(w, name, name)], vec![]);
+    let sink = LocalDir::new(dir);
+    let r = export(
+        &w.store,
+        &w.lease,
+        &sink,
+        SCHEME,
+        "max",
+        std::slice::from_ref(&rec),
+        &[],
+    )
+    .unwrap();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let m = Digest::parse(index["manifests"][0]["digest"].as_str().unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("blobs/sha256").join(m.hex())).unwrap())
+            .unwrap();
+    let config = Digest::parse(manifest["config"]["digest"].as_str().unwrap()).unwrap();
+    let layer = Digest::parse(rec.layers[0].descriptor.digest().as_ref()).unwrap();
+    (r, vec![m, config, layer])
+}
+
+fn blob_files(dir: &Path) -> std::collections::BTreeSet<String> {
+    std::fs::read_dir(dir.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect()
+}
+
+/// The local directory keeps the current and the previous export: a third export removes
+/// the first one's blobs (manifest, config, layer) and stale temp files, and leaves alone
+/// what is not a blob kiln wrote (other names, a link named like a digest, its target).
+#[test]
+fn local_export_collects_blobs_no_longer_referenced() {
+    use std::os::unix::fs::symlink;
+    let w = world();
+    let dir = w.base.join("gc-cache");
+    let (r1, g1) = export_generation(&w, &dir, "one");
+    assert_eq!(r1.blobs_removed, 0);
+    let sha = dir.join("blobs/sha256");
+    std::fs::write(sha.join("README"), "not a blob").unwrap();
+    std::fs::write(sha.join(".tmp-1-2-3"), "a crashed export's temp").unwrap();
+    let victim = w.base.join("victim");
+    std::fs::write(&victim, "outside").unwrap();
+    let linked = Digest::of_bytes(b"linked");
+    symlink(&victim, sha.join(linked.hex())).unwrap();
+
+    let (r2, g2) = export_generation(&w, &dir, "two");
+    assert_eq!(r2.blobs_removed, 0, "the previous export is kept");
+    assert!(g1.iter().all(|d| sha.join(d.hex()).exists()));
+    assert!(!sha.join(".tmp-1-2-3").exists(), "stale temp removed");
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let names: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            m["annotations"]["org.opencontainers.image.ref.name"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(names, ["kiln-cache", "kiln-cache-previous"]);
+    assert_eq!(index["manifests"][1]["digest"], g1[0].to_string());
+
+    let (r3, g3) = export_generation(&w, &dir, "three");
+    assert_eq!(r3.blobs_removed, 3, "{r3:?}");
+    assert!(r3.bytes_removed > 0);
+    assert!(g1.iter().all(|d| !sha.join(d.hex()).exists()));
+    let mut expected: std::collections::BTreeSet<String> =
+        g2.iter().chain(&g3).map(|d| d.hex().to_string()).collect();
+    expected.insert("README".into());
+    expected.insert(linked.hex().to_string());
+    assert_eq!(blob_files(&dir), expected);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "outside");
+    let c = load(&dir);
+    assert!(c.get(&Digest::of_bytes(b"three")).is_some());
+    // Re-exporting the same generation replaces nothing: current stays, previous stays.
+    let (r4, _) = export_generation(&w, &dir, "three");
+    assert_eq!((r4.blobs_sent, r4.blobs_removed), (0, 0), "{r4:?}");
+}
+
+/// While another export of the directory is writing (it holds the shared lock), a
+/// finished export does not collect: the other export may name a blob it found present.
+/// Once no one writes, collection runs.
+#[test]
+fn collection_is_skipped_while_another_export_writes() {
+    let w = world();
+    let dir = w.base.join("gc-busy");
+    let (_, g1) = export_generation(&w, &dir, "one");
+    export_generation(&w, &dir, "two");
+    let other = LocalDir::new(&dir);
+    assert!(CacheSink::has_blob(&other, &g1[2], 1).is_ok());
+    let (r3, _) = export_generation(&w, &dir, "three");
+    assert_eq!(r3.blobs_removed, 0, "{r3:?}");
+    assert!(g1
+        .iter()
+        .all(|d| dir.join("blobs/sha256").join(d.hex()).exists()));
+    drop(other);
+    let c = LocalDir::new(&dir).collect_unreferenced().unwrap();
+    assert_eq!((c.blobs, c.skipped), (3, false), "{c:?}");
+    assert!(g1
+        .iter()
+        .all(|d| !dir.join("blobs/sha256").join(d.hex()).exists()));
+}

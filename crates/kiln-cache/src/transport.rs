@@ -60,4 +60,11 @@ pub trait CacheSink: Sync {
     /// Publishes the manifest, after every blob it references was put: this is the moment
     /// the new cache replaces the old one for readers.
     fn put_manifest(&self, bytes: &[u8], media_type: &str) -> Result<(), Error>;
+
+    /// After publishing: removes what the destination holds that the published caches no
+    /// longer reference, where the transport owns its storage (a local directory; a
+    /// registry collects its own garbage).
+    fn collect_garbage(&self) -> Result<crate::Collected, Error> {
+        Ok(crate::Collected::default())
+    }
 }
