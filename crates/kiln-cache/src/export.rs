@@ -1,5 +1,5 @@
 //! Writing a cache artifact: blobs from the store (and tarred cache mounts) to a sink,
-//! config and manifest last.
+//! several at a time (as many as the sink's [`CacheSink::jobs`]), the manifest last.
 
 use crate::format::{
     CacheConfig, LayerEntry, MountEntry, RecordEntry, ARTIFACT_TYPE, CONFIG_MEDIA_TYPE,
@@ -12,6 +12,8 @@ use kiln_oci::Digest;
 use kiln_store::{Lease, Store};
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExportLayer {
@@ -51,6 +53,11 @@ pub struct ExportReport {
     pub blobs_sent: usize,
     pub blobs_present: usize,
     pub bytes_sent: u64,
+    /// Blobs the destination no longer referenced and removed after publishing.
+    pub blobs_removed: usize,
+    pub bytes_removed: u64,
+    /// Why collection failed (the cache was published all the same).
+    pub collect_error: Option<String>,
     /// Digest of the manifest published.
     pub manifest: Option<String>,
 }
@@ -117,9 +124,6 @@ pub fn export(
         }
         mount_entries.push(entry);
     }
-    for d in &layers {
-        send(store, sink, d, &mut report)?;
-    }
     let config = CacheConfig {
         version: FORMAT_VERSION,
         key_scheme: key_scheme.to_string(),
@@ -131,7 +135,18 @@ pub fn export(
     let config_desc = store
         .put_bytes(Some(lease), &config_bytes)?
         .descriptor(CONFIG_MEDIA_TYPE);
-    send(store, sink, &config_desc, &mut report)?;
+    let mut blobs = layers.clone();
+    blobs.push(config_desc.clone());
+    for sent in send_all(store, sink, &blobs)? {
+        match sent {
+            Sent::Present => report.blobs_present += 1,
+            Sent::Uploaded(size) => {
+                report.blobs_sent += 1;
+                report.bytes_sent += size;
+            }
+        }
+    }
+    // Only now, with every blob in place, may readers see the new cache.
     let manifest = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": kiln_oci::media::OCI_MANIFEST,
@@ -141,29 +156,76 @@ pub fn export(
     });
     let bytes = serde_json::to_vec(&manifest).expect("manifest serialises");
     sink.put_manifest(&bytes, kiln_oci::media::OCI_MANIFEST)?;
+    // The new cache is published: failing to tidy up must not fail the export.
+    match sink.collect_garbage() {
+        Ok(c) => {
+            report.blobs_removed = c.blobs;
+            report.bytes_removed = c.bytes;
+        }
+        Err(e) => report.collect_error = Some(e.to_string()),
+    }
     report.records = records.len();
     report.mounts = mounts.len();
     report.manifest = Some(Digest::of_bytes(&bytes).to_string());
     Ok(report)
 }
 
-fn send(
-    store: &Store,
-    sink: &dyn CacheSink,
-    d: &Descriptor,
-    report: &mut ExportReport,
-) -> Result<(), Error> {
+enum Sent {
+    Present,
+    Uploaded(u64),
+}
+
+fn send(store: &Store, sink: &dyn CacheSink, d: &Descriptor) -> Result<Sent, Error> {
     let digest = Digest::parse(d.digest().as_ref())
         .map_err(|e| Error::malformed(sink.name(), format!("blob digest: {e}")))?;
     if sink.has_blob(&digest, d.size())? {
-        report.blobs_present += 1;
-        return Ok(());
+        return Ok(Sent::Present);
     }
     // A store blob damaged on disk must not be published (see put_store_blob).
     sink.put_store_blob(store, d)?;
-    report.blobs_sent += 1;
-    report.bytes_sent += d.size();
-    Ok(())
+    Ok(Sent::Uploaded(d.size()))
+}
+
+/// Sends `blobs` with up to [`CacheSink::jobs`] at a time. Results come back in `blobs`'
+/// order, and a failure is reported as the error of the earliest blob that failed, not of
+/// whichever failed first in time, so that one export gives the same report every run.
+/// After a failure no new blob is started (the ones under way finish on their own).
+fn send_all(store: &Store, sink: &dyn CacheSink, blobs: &[Descriptor]) -> Result<Vec<Sent>, Error> {
+    let jobs = sink.jobs().clamp(1, blobs.len().max(1));
+    if jobs == 1 {
+        return blobs.iter().map(|d| send(store, sink, d)).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let results: Vec<Mutex<Option<Result<Sent, Error>>>> =
+        blobs.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|| {
+                while !failed.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(d) = blobs.get(i) else {
+                        return;
+                    };
+                    let r = send(store, sink, d);
+                    if r.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                    *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+                }
+            });
+        }
+    });
+    let mut out = Vec::with_capacity(blobs.len());
+    for r in results {
+        // Blobs never started (after a failure) come after the failed one: claimed in order.
+        match r.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(Ok(sent)) => out.push(sent),
+            Some(Err(e)) => return Err(e),
+            None => {}
+        }
+    }
+    Ok(out)
 }
 
 /// Tars a cache mount directory deterministically (gzip) into a store blob.

@@ -49,6 +49,9 @@ pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.kiln.cache.config.v1+json";
 pub const MOUNT_MEDIA_TYPE: &str = kiln_oci::media::OCI_LAYER_GZIP;
 /// The `org.opencontainers.image.ref.name` of the cache manifest in a layout's index.json.
 pub const REF_NAME: &str = "kiln-cache";
+/// The ref name the local transport gives the manifest an export replaced, kept (with its
+/// blobs) for one more export so that a build importing it lazily can still finish.
+pub const PREVIOUS_REF_NAME: &str = "kiln-cache-previous";
 /// Bumped when the config format changes incompatibly.
 pub const FORMAT_VERSION: u32 = 1;
 

@@ -35,6 +35,6 @@ mod tests;
 pub use error::Error;
 pub use export::{export, ExportLayer, ExportMount, ExportRecord, ExportReport};
 pub use import::{Fetched, ImportLimits, ImportedCache, ImportedLayer, ImportedRecord};
-pub use local::LocalDir;
+pub use local::{Collected, LocalDir};
 pub use spec::{parse_export, parse_import, ExportSpec, ImportSpec, Mode, SpecError, Transport};
 pub use transport::{CacheSink, CacheSource};

@@ -467,3 +467,222 @@ fn a_swapped_blob_is_refused_by_digest() {
     assert!(!store.has_blob(&digest));
     assert!(store.fsck(false).unwrap().is_clean());
 }
+
+/// A local directory that records how many blob writes overlap and can fail one blob.
+struct Watched {
+    inner: LocalDir,
+    jobs: usize,
+    in_flight: std::sync::atomic::AtomicUsize,
+    peak: std::sync::atomic::AtomicUsize,
+    fail: Vec<Digest>,
+}
+
+impl CacheSink for Watched {
+    fn name(&self) -> &str {
+        CacheSink::name(&self.inner)
+    }
+    fn jobs(&self) -> usize {
+        self.jobs
+    }
+    fn has_blob(&self, digest: &Digest, size: u64) -> Result<bool, Error> {
+        CacheSink::has_blob(&self.inner, digest, size)
+    }
+    fn put_blob(&self, desc: &Descriptor, reader: &mut dyn std::io::Read) -> Result<(), Error> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+        self.peak.fetch_max(now, SeqCst);
+        // Long enough for the other workers to start theirs.
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let d = Digest::parse(desc.digest().as_ref()).unwrap();
+        let r = if self.fail.contains(&d) {
+            Err(Error::malformed(self.name(), format!("refused {d}")))
+        } else {
+            self.inner.put_blob(desc, reader)
+        };
+        self.in_flight.fetch_sub(1, SeqCst);
+        r
+    }
+    fn put_manifest(&self, bytes: &[u8], media_type: &str) -> Result<(), Error> {
+        assert_eq!(self.in_flight.load(std::sync::atomic::Ordering::SeqCst), 0);
+        self.inner.put_manifest(bytes, media_type)
+    }
+}
+
+use kiln_oci::spec::Descriptor;
+
+fn watched(w: &World, jobs: usize, fail: Vec<Digest>) -> Watched {
+    Watched {
+        inner: LocalDir::new(&w.cache_dir),
+        jobs,
+        in_flight: Default::default(),
+        peak: Default::default(),
+        fail,
+    }
+}
+
+/// Blobs go several at a time but never more than the sink's `jobs`; the manifest (same
+/// bytes whatever the parallelism) is written after all of them.
+#[test]
+fn export_sends_blobs_in_parallel_bounded_by_jobs() {
+    let w = world();
+    let records: Vec<ExportRecord> = (0..10)
+        .map(|i| {
+            record(
+                &format!("r{i}"),
+                vec![layer(&w, &format!("f{i}"), &format!("content {i}"))],
+                vec![],
+            )
+        })
+        .collect();
+    let sink = watched(&w, 3, vec![]);
+    let r = export(&w.store, &w.lease, &sink, SCHEME, "max", &records, &[]).unwrap();
+    assert_eq!((r.blobs_sent, r.blobs_present), (11, 0));
+    let peak = sink.peak.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((2..=3).contains(&peak), "peak {peak} blob writes at once");
+    let c = load(&w.cache_dir);
+    for rec in &records {
+        assert!(c.get(&rec.key).is_some());
+    }
+
+    let mut one = watched(&w, 1, vec![]);
+    one.inner = LocalDir::new(w.base.join("sequential"));
+    let r1 = export(&w.store, &w.lease, &one, SCHEME, "max", &records, &[]).unwrap();
+    assert_eq!(one.peak.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(r1.manifest, r.manifest, "the same manifest sent one by one");
+}
+
+/// With several blobs failing, the error names the earliest of them in manifest order
+/// (whichever failed first in time), and no manifest is published.
+#[test]
+fn parallel_export_failure_reports_the_earliest_blob_and_publishes_nothing() {
+    let w = world();
+    let records: Vec<ExportRecord> = (0..8)
+        .map(|i| {
+            record(
+                &format!("r{i}"),
+                vec![layer(&w, &format!("f{i}"), &format!("content {i}"))],
+                vec![],
+            )
+        })
+        .collect();
+    let digest =
+        |i: usize| Digest::parse(records[i].layers[0].descriptor.digest().as_ref()).unwrap();
+    let sink = watched(&w, 4, vec![digest(1), digest(2), digest(3)]);
+    let e = export(&w.store, &w.lease, &sink, SCHEME, "max", &records, &[]).unwrap_err();
+    assert!(
+        e.to_string().contains(&format!("refused {}", digest(1))),
+        "{e}"
+    );
+    assert!(!w.cache_dir.join("index.json").exists());
+}
+
+/// Exports one generation (one record with one layer) to `dir` with a sink of its own,
+/// as each build does; returns the report and the blobs it wrote.
+fn export_generation(w: &World, dir: &Path, name: &str) -> (ExportReport, Vec<Digest>) {
+    let rec = record(name, vec![layer(w, name, name)], vec![]);
+    let sink = LocalDir::new(dir);
+    let r = export(
+        &w.store,
+        &w.lease,
+        &sink,
+        SCHEME,
+        "max",
+        std::slice::from_ref(&rec),
+        &[],
+    )
+    .unwrap();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let m = Digest::parse(index["manifests"][0]["digest"].as_str().unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("blobs/sha256").join(m.hex())).unwrap())
+            .unwrap();
+    let config = Digest::parse(manifest["config"]["digest"].as_str().unwrap()).unwrap();
+    let layer = Digest::parse(rec.layers[0].descriptor.digest().as_ref()).unwrap();
+    (r, vec![m, config, layer])
+}
+
+fn blob_files(dir: &Path) -> std::collections::BTreeSet<String> {
+    std::fs::read_dir(dir.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect()
+}
+
+/// The local directory keeps the current and the previous export: a third export removes
+/// the first one's blobs (manifest, config, layer) and stale temp files, and leaves alone
+/// what is not a blob kiln wrote (other names, a link named like a digest, its target).
+#[test]
+fn local_export_collects_blobs_no_longer_referenced() {
+    use std::os::unix::fs::symlink;
+    let w = world();
+    let dir = w.base.join("gc-cache");
+    let (r1, g1) = export_generation(&w, &dir, "one");
+    assert_eq!(r1.blobs_removed, 0);
+    let sha = dir.join("blobs/sha256");
+    std::fs::write(sha.join("README"), "not a blob").unwrap();
+    std::fs::write(sha.join(".tmp-1-2-3"), "a crashed export's temp").unwrap();
+    let victim = w.base.join("victim");
+    std::fs::write(&victim, "outside").unwrap();
+    let linked = Digest::of_bytes(b"linked");
+    symlink(&victim, sha.join(linked.hex())).unwrap();
+
+    let (r2, g2) = export_generation(&w, &dir, "two");
+    assert_eq!(r2.blobs_removed, 0, "the previous export is kept");
+    assert!(g1.iter().all(|d| sha.join(d.hex()).exists()));
+    assert!(!sha.join(".tmp-1-2-3").exists(), "stale temp removed");
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let names: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            m["annotations"]["org.opencontainers.image.ref.name"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(names, ["kiln-cache", "kiln-cache-previous"]);
+    assert_eq!(index["manifests"][1]["digest"], g1[0].to_string());
+
+    let (r3, g3) = export_generation(&w, &dir, "three");
+    assert_eq!(r3.blobs_removed, 3, "{r3:?}");
+    assert!(r3.bytes_removed > 0);
+    assert!(g1.iter().all(|d| !sha.join(d.hex()).exists()));
+    let mut expected: std::collections::BTreeSet<String> =
+        g2.iter().chain(&g3).map(|d| d.hex().to_string()).collect();
+    expected.insert("README".into());
+    expected.insert(linked.hex().to_string());
+    assert_eq!(blob_files(&dir), expected);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "outside");
+    let c = load(&dir);
+    assert!(c.get(&Digest::of_bytes(b"three")).is_some());
+    // Re-exporting the same generation replaces nothing: current stays, previous stays.
+    let (r4, _) = export_generation(&w, &dir, "three");
+    assert_eq!((r4.blobs_sent, r4.blobs_removed), (0, 0), "{r4:?}");
+}
+
+/// While another export of the directory is writing (it holds the shared lock), a
+/// finished export does not collect: the other export may name a blob it found present.
+/// Once no one writes, collection runs.
+#[test]
+fn collection_is_skipped_while_another_export_writes() {
+    let w = world();
+    let dir = w.base.join("gc-busy");
+    let (_, g1) = export_generation(&w, &dir, "one");
+    export_generation(&w, &dir, "two");
+    let other = LocalDir::new(&dir);
+    assert!(CacheSink::has_blob(&other, &g1[2], 1).is_ok());
+    let (r3, _) = export_generation(&w, &dir, "three");
+    assert_eq!(r3.blobs_removed, 0, "{r3:?}");
+    assert!(g1
+        .iter()
+        .all(|d| dir.join("blobs/sha256").join(d.hex()).exists()));
+    drop(other);
+    let c = LocalDir::new(&dir).collect_unreferenced().unwrap();
+    assert_eq!((c.blobs, c.skipped), (3, false), "{c:?}");
+    assert!(g1
+        .iter()
+        .all(|d| !dir.join("blobs/sha256").join(d.hex()).exists()));
+}

@@ -26,9 +26,17 @@ pub trait CacheSource: Send + Sync {
     fn open_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send + '_>, Error>;
 }
 
-/// Where a cache is exported to.
-pub trait CacheSink {
+/// Where a cache is exported to. An export shares one sink between up to
+/// [`CacheSink::jobs`] threads, each sending one blob (`has_blob`, then `put_store_blob`)
+/// at a time; `put_manifest` is called alone, after all of them.
+pub trait CacheSink: Sync {
     fn name(&self) -> &str;
+
+    /// How many blobs an export may send at once. One unless the transport gains from
+    /// overlapping transfers.
+    fn jobs(&self) -> usize {
+        1
+    }
 
     /// Whether the destination already holds this blob (then it is not sent again).
     fn has_blob(&self, digest: &Digest, size: u64) -> Result<bool, Error>;
@@ -52,4 +60,11 @@ pub trait CacheSink {
     /// Publishes the manifest, after every blob it references was put: this is the moment
     /// the new cache replaces the old one for readers.
     fn put_manifest(&self, bytes: &[u8], media_type: &str) -> Result<(), Error>;
+
+    /// After publishing: removes what the destination holds that the published caches no
+    /// longer reference, where the transport owns its storage (a local directory; a
+    /// registry collects its own garbage).
+    fn collect_garbage(&self) -> Result<crate::Collected, Error> {
+        Ok(crate::Collected::default())
+    }
 }

@@ -578,3 +578,95 @@ fn bad_specs_fail_early() {
     let (_, err) = env.fail(&["build", "--cache-to", &pinned, c]);
     assert!(err.contains("not a digest"), "{err}");
 }
+
+/// Digests every manifest of the directory's index.json references (manifests, configs,
+/// layers), read with serde_json.
+fn referenced(dir: &Path) -> BTreeSet<String> {
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let mut out = BTreeSet::new();
+    for m in index["manifests"].as_array().unwrap() {
+        let d = m["digest"].as_str().unwrap();
+        let manifest: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("blobs/sha256").join(&d[7..])).unwrap())
+                .unwrap();
+        out.insert(d.to_string());
+        out.insert(manifest["config"]["digest"].as_str().unwrap().to_string());
+        for l in manifest["layers"].as_array().unwrap() {
+            out.insert(l["digest"].as_str().unwrap().to_string());
+        }
+    }
+    out
+}
+
+fn cache_blob_files(dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| format!("sha256:{}", e.unwrap().file_name().to_string_lossy()))
+        .collect()
+}
+
+/// Exporting again and again to one directory does not grow it without bound: after each
+/// export it holds exactly what index.json references (the new cache and the one it
+/// replaced), the first export's own blobs are gone after the third, and the directory
+/// still serves a fresh machine every step of the latest build.
+#[test]
+fn local_cache_directory_keeps_only_what_its_index_references() {
+    let Some((a, ctx)) = machine() else { return };
+    let cache = a.path("gc-cache");
+    let to = spec("dest", &cache, ",mode=max,mounts=true");
+    let mut generations = Vec::new();
+    let mut removed = Vec::new();
+    for content in ["one\n", "two\n", "three\n"] {
+        std::fs::write(ctx.join("a.txt"), content).unwrap();
+        let ev = build(&a, &ctx, &["--cache-to", &to]);
+        let export = cache_events(&ev, "cache_export")[0].clone();
+        removed.push(export["blobs_removed"].as_u64().unwrap());
+        let live = referenced(&cache);
+        assert_eq!(
+            cache_blob_files(&cache),
+            live,
+            "only referenced blobs remain"
+        );
+        let (manifest, _) = cache_config(&cache);
+        let mut own: BTreeSet<String> = manifest["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["digest"].as_str().unwrap().to_string())
+            .collect();
+        own.insert(manifest["config"]["digest"].as_str().unwrap().to_string());
+        generations.push(own);
+    }
+    assert_eq!(
+        removed[..2],
+        [0, 0],
+        "nothing to drop before a third export"
+    );
+    assert!(removed[2] > 0, "{removed:?}");
+    let first_only: BTreeSet<&String> = generations[0]
+        .iter()
+        .filter(|d| !generations[1].contains(*d) && !generations[2].contains(*d))
+        .collect();
+    assert!(!first_only.is_empty());
+    let files = cache_blob_files(&cache);
+    assert!(
+        first_only.iter().all(|d| !files.contains(*d)),
+        "{first_only:?}"
+    );
+    assert!(
+        generations[1].iter().all(|d| files.contains(d)),
+        "previous kept"
+    );
+
+    let Some((b, ctx_b)) = machine() else { return };
+    std::fs::write(ctx_b.join("a.txt"), "three\n").unwrap();
+    let ev = build(&b, &ctx_b, &["--cache-from", &spec("src", &cache, "")]);
+    let all = steps_after_from(&ev);
+    assert_eq!(all.len(), 5, "{all:?}");
+    assert_eq!(
+        cached_from(&ev, &format!("from cache {}", cache.display())),
+        all
+    );
+    assert_eq!(b.inspect("app")["Digest"], a.inspect("app")["Digest"]);
+}

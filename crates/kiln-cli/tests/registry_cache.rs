@@ -581,3 +581,211 @@ fn cache_through_the_tls_registry_with_basic_auth() {
     assert!(!o.status.success());
     assert!(err_str(&o).contains("kiln login"), "{}", err_str(&o));
 }
+
+/// Several layers exported at once (blobs go up in parallel): the manifest `skopeo
+/// inspect --raw` reads is byte for byte the one the same build wrote to a local cache
+/// directory and to a second tag (so parallel sending did not change its order); every
+/// blob it names is served with its digest; per blob the registry saw a HEAD before the one
+/// upload, and the manifest PUT came after every blob upload had finished.
+#[test]
+fn parallel_export_of_many_layers_is_complete_and_deterministic() {
+    let Some(_) = registries() else { return };
+    if !need("skopeo") {
+        return;
+    }
+    let env = Env::new();
+    import_reproducible_busybox(&env, EPOCH).unwrap();
+    let n = nonce();
+    let mut dockerfile = String::from("FROM busybox\n");
+    for i in 0..8 {
+        dockerfile.push_str(&format!(
+            "RUN echo '{n} {i}' > /f{i} && head -c {} /dev/urandom >> /f{i}\n",
+            50_000 * (i + 1)
+        ));
+    }
+    let ctx = context(&env, "ctx", &[("Dockerfile", &dockerfile)]);
+    let (repo, cache) = cache_ref();
+    let second = cache.replace(":buildcache", ":second");
+    let local = env.path("local-cache");
+    let start = log_len();
+    let (ev, _) = build(
+        &env,
+        &ctx,
+        &[
+            "--cache-to",
+            &format!("type=registry,ref={cache},mode=max"),
+            "--cache-to",
+            &format!("type=local,dest={},mode=max", local.display()),
+            "--cache-to",
+            &format!("type=registry,ref={second},mode=max"),
+        ],
+    );
+    let exports: Vec<&Value> = ev.iter().filter(|e| e["kind"] == "cache_export").collect();
+    assert_eq!(exports.len(), 3, "{exports:#?}");
+    assert_eq!(exports[0]["blobs_sent"], 9, "8 layers and the config");
+    assert_eq!(exports[2]["blobs_sent"], 0, "same repository: all present");
+    let raw = sh_ok(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{cache}"),
+    ]));
+    let manifest: Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(manifest["artifactType"], "application/vnd.kiln.cache.v1");
+    let layers: Vec<String> = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(layers.len(), 8, "{manifest:#}");
+    // Layers in step order, as the config's records list them.
+    let (_, config) = registry_cache(&repo, "buildcache");
+    let by_records: Vec<String> = config["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["layers"].as_array().unwrap().clone())
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(layers, by_records);
+    let second_raw = sh_ok(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{second}"),
+    ]));
+    assert_eq!(raw, second_raw, "the same manifest under both tags");
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(local.join("index.json")).unwrap()).unwrap();
+    let local_manifest = index["manifests"][0]["digest"].as_str().unwrap();
+    let local_bytes = std::fs::read(
+        local
+            .join("blobs/sha256")
+            .join(local_manifest.strip_prefix("sha256:").unwrap()),
+    )
+    .unwrap();
+    assert_eq!(
+        String::from_utf8(local_bytes).unwrap(),
+        raw,
+        "local and registry exports write the same manifest"
+    );
+
+    let mut all = layers.clone();
+    all.push(manifest["config"]["digest"].as_str().unwrap().to_string());
+    for d in &all {
+        let f = env.path("fetched");
+        std::fs::write(
+            &f,
+            curl(&["-L", &format!("http://{REGISTRY}/v2/{repo}/blobs/{d}")]),
+        )
+        .unwrap();
+        assert_eq!(&sha256_file(&f), d, "the registry serves {d} intact");
+        assert_eq!(&sha256_file(&local.join("blobs/sha256").join(&d[7..])), d);
+    }
+
+    let log = access_log(start, &repo);
+    let manifest_put = log
+        .iter()
+        .position(|(m, p, _)| m == "PUT" && p.ends_with("/manifests/buildcache"))
+        .unwrap_or_else(|| panic!("no manifest PUT: {log:?}"));
+    for d in &all {
+        let encoded = d.replace(':', "%3A");
+        let head = log
+            .iter()
+            .position(|(m, p, _)| m == "HEAD" && p.ends_with(&format!("/blobs/{d}")))
+            .unwrap_or_else(|| panic!("no HEAD of {d}: {log:?}"));
+        let puts: Vec<usize> = log
+            .iter()
+            .enumerate()
+            .filter(|(_, (m, p, s))| {
+                m == "PUT" && p.contains("/blobs/uploads/") && p.contains(&encoded) && *s == 201
+            })
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(puts.len(), 1, "one upload of {d}: {log:?}");
+        assert!(head < puts[0] && puts[0] < manifest_put, "{d}: {log:?}");
+    }
+}
+
+/// The token-auth registry (:5102, bearer tokens from the harness's token server on
+/// :5103): credentials from `kiln login`, an export with mode=max from A, an import on a
+/// fresh store B hits every step and gives the same image; without credentials the
+/// import is only a warning.
+#[test]
+fn cache_through_the_token_auth_registry() {
+    let Some(dir) = registries() else { return };
+    let Some(_tokens) = token_server(&dir) else {
+        eprintln!("SKIPPED: 127.0.0.1:5103 (the test token server's port) is taken");
+        return;
+    };
+    let content = format!("from a {}\n", nonce());
+    let Some((a, ctx_a)) = machine(&content) else {
+        return;
+    };
+    let auth = a.path("auth.json");
+    let o = a
+        .cmd(&["login", TOKEN_REGISTRY, "-u", USER, "--password-stdin"])
+        .env("REGISTRY_AUTH_FILE", &auth)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(PASSWORD.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(o.status.success(), "{}", err_str(&o));
+    let cache = format!("{TOKEN_REGISTRY}/{}:buildcache", repo("token-cache"));
+    let vars: [(&str, &Path); 1] = [("REGISTRY_AUTH_FILE", &auth)];
+    let o = build_out_with(
+        &a,
+        &ctx_a,
+        &["--cache-to", &format!("type=registry,ref={cache},mode=max")],
+        &vars,
+    );
+    assert!(o.status.success(), "{}", err_str(&o));
+    let export = one(&events(&err_str(&o)), "cache_export").clone();
+    assert_eq!(export["records"], 5, "{export:#}");
+    assert!(export["blobs_sent"].as_u64().unwrap() >= 5, "{export:#}");
+    assert!(!err_str(&o).contains(PASSWORD));
+
+    let Some((b, ctx_b)) = machine(&content) else {
+        return;
+    };
+    let from = format!("type=registry,ref={cache}");
+    let o = build_out_with(&b, &ctx_b, &["--cache-from", &from], &vars);
+    assert!(o.status.success(), "{}", err_str(&o));
+    let ev = events(&err_str(&o));
+    let all = steps_after_from(&ev);
+    assert_eq!(all.len(), 5, "{all:?}");
+    assert_eq!(
+        cached_from(&ev, &format!("from cache {cache}")),
+        all,
+        "every step a hit from the token-auth registry"
+    );
+    assert_eq!(one(&ev, "cache_import")["blobs_fetched"], 2);
+    assert_eq!(b.inspect("app")["Digest"], a.inspect("app")["Digest"]);
+    b.assert_store_clean();
+
+    // No credentials: the token server refuses, the import is a warning, every step runs.
+    let Some((c, ctx_c)) = machine(&content) else {
+        return;
+    };
+    let none = c.path("no-auth.json");
+    let o = build_out_with(
+        &c,
+        &ctx_c,
+        &["--cache-from", &from],
+        &[("REGISTRY_AUTH_FILE", &none)],
+    );
+    assert!(o.status.success(), "{}", err_str(&o));
+    let err = err_str(&o);
+    assert!(
+        err.contains(&format!("warning: not using cache {cache}")),
+        "{err}"
+    );
+    assert!(cached_from(&events(&err), &format!("from cache {cache}")).is_empty());
+}

@@ -579,3 +579,170 @@ fn missing_default_creds_store_falls_back_to_auths() {
         .unwrap();
     assert!(o.status.success(), "{}", err_str(&o));
 }
+
+/// A docker credential helper for tests: keeps `{ServerURL: {Username, Secret}}` in
+/// `file`, answers `get`/`erase` of an unknown server as the real helpers do.
+fn file_credential_helper(bin: &std::path::Path, name: &str, file: &std::path::Path) {
+    std::fs::create_dir_all(bin).unwrap();
+    let helper = bin.join(format!("docker-credential-{name}"));
+    std::fs::write(
+        &helper,
+        format!(
+            r#"#!/usr/bin/env python3
+import json, os, sys
+path = {file:?}
+db = json.load(open(path)) if os.path.exists(path) else {{}}
+action, data = sys.argv[1], sys.stdin.read()
+def save():
+    with open(path + ".tmp", "w") as f:
+        json.dump(db, f)
+    os.rename(path + ".tmp", path)
+if action == "store":
+    c = json.loads(data)
+    db[c["ServerURL"]] = {{"Username": c["Username"], "Secret": c["Secret"]}}
+    save()
+elif action in ("get", "erase"):
+    url = data.strip()
+    if url not in db:
+        print("credentials not found in native keychain")
+        sys.exit(1)
+    if action == "get":
+        print(json.dumps(dict(ServerURL=url, **db[url])))
+    else:
+        del db[url]
+        save()
+else:
+    sys.exit(2)
+"#
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// `kiln login`/`kiln logout` write where docker would when the auth file names a
+/// credential helper: `credsStore` takes the login (the secret reaches the helper, never
+/// config.json, and a plaintext entry left by an earlier login is dropped), pushes and
+/// pulls authenticate through it, logout erases it there. `credHelpers[host]` wins over
+/// `credsStore`, and a failing helper's error names it and the registry but never the
+/// secret, even when the helper echoes what it was given.
+#[test]
+fn login_and_logout_write_through_the_configured_credential_helper() {
+    use base64::Engine as _;
+    let Some(dir) = registries() else { return };
+    let Some(env) = setup() else { return };
+    if !need("python3") {
+        return;
+    }
+    let cfg = env.path("config");
+    let certs = cfg.join("kiln/certs.d").join(TLS);
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(dir.join("ca.crt"), certs.join("ca.crt")).unwrap();
+    let bin = env.path("bin");
+    let db = env.path("helper-db.json");
+    file_credential_helper(&bin, "kilnfile", &db);
+    let broken = bin.join("docker-credential-kilnbroken");
+    std::fs::write(&broken, "#!/bin/sh\ncat >&2\ncat\nexit 1\n").unwrap();
+    std::fs::set_permissions(&broken, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let auth = env.path("auth.json");
+    let stale = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+    std::fs::write(
+        &auth,
+        format!(r#"{{"credsStore":"kilnfile","auths":{{"{TLS}":{{"auth":"{stale}"}}}}}}"#),
+    )
+    .unwrap();
+    let run_in = |env: &Env, args: &[&str], stdin: Option<&str>| {
+        let mut c = env.cmd(args);
+        c.env("XDG_CONFIG_HOME", &cfg)
+            .env("REGISTRY_AUTH_FILE", &auth)
+            .env("PATH", &path)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        {
+            use std::io::Write;
+            let mut sin = child.stdin.take().unwrap();
+            if let Some(s) = stdin {
+                sin.write_all(s.as_bytes()).unwrap();
+            }
+        }
+        child.wait_with_output().unwrap()
+    };
+    let run = |args: &[&str], stdin: Option<&str>| run_in(&env, args, stdin);
+    let login = &["login", TLS, "-u", USER, "--password-stdin"];
+
+    let o = run(login, Some(&format!("{PASSWORD}\n")));
+    assert!(o.status.success(), "{}", err_str(&o));
+    assert!(
+        err_str(&o).contains("docker-credential-kilnfile"),
+        "{}",
+        err_str(&o)
+    );
+    let stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&db).unwrap()).unwrap();
+    assert_eq!(stored[TLS]["Username"], USER, "{stored:#}");
+    assert_eq!(stored[TLS]["Secret"], PASSWORD, "{stored:#}");
+    let text = std::fs::read_to_string(&auth).unwrap();
+    assert!(
+        !text.contains(PASSWORD) && !text.contains(&stale),
+        "no secret in the auth file: {text}"
+    );
+    let file: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(file["auths"][TLS], serde_json::json!({}), "{file:#}");
+    assert_eq!(file["credsStore"], "kilnfile");
+
+    // Credentials now exist only in the helper: push, then pull into a fresh store.
+    let dest = format!("{TLS}/{}:1", repo("helper-login"));
+    let o = run(&["push", "busybox", &dest], None);
+    assert!(o.status.success(), "{}", err_str(&o));
+    let digest = out_str(&o).trim().to_string();
+    let puller = Env::new();
+    let o = run_in(&puller, &["pull", &dest], None);
+    assert!(o.status.success(), "{}", err_str(&o));
+    assert_eq!(stored_digest(&puller, &dest), digest);
+    puller.assert_store_clean();
+
+    let o = run(&["logout", TLS], None);
+    assert!(o.status.success(), "{}", err_str(&o));
+    assert!(out_str(&o).contains("Removing login credentials"));
+    let stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&db).unwrap()).unwrap();
+    assert!(
+        stored.get(TLS).is_none(),
+        "erased from the helper: {stored:#}"
+    );
+    assert!(!std::fs::read_to_string(&auth).unwrap().contains(TLS));
+    let stranger = Env::new();
+    let o = run_in(&stranger, &["pull", &dest], None);
+    assert!(!o.status.success());
+    assert!(err_str(&o).contains("kiln login"), "{}", err_str(&o));
+    let o = run(&["logout", TLS], None);
+    assert!(o.status.success(), "{}", err_str(&o));
+    assert!(err_str(&o).contains("Not logged in"), "{}", err_str(&o));
+
+    // credHelpers[host] beats credsStore; its failure is reported without the secret.
+    std::fs::write(
+        &auth,
+        format!(r#"{{"credsStore":"kilnfile","credHelpers":{{"{TLS}":"kilnbroken"}}}}"#),
+    )
+    .unwrap();
+    let o = run(login, Some(&format!("{PASSWORD}\n")));
+    assert!(!o.status.success());
+    let err = err_str(&o);
+    assert!(
+        err.contains("docker-credential-kilnbroken") && err.contains(TLS),
+        "{err}"
+    );
+    assert!(!err.contains(PASSWORD), "secret in the error: {err}");
+    assert!(!out_str(&o).contains(PASSWORD));
+    let stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&db).unwrap()).unwrap();
+    assert!(stored.get(TLS).is_none(), "{stored:#}");
+    assert!(!std::fs::read_to_string(&auth).unwrap().contains(PASSWORD));
+}

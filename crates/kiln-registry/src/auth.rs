@@ -2,8 +2,10 @@
 //!
 //! Credentials come from the auth file (`$REGISTRY_AUTH_FILE`, else `$DOCKER_CONFIG/config.json`,
 //! else `~/.docker/config.json`) as docker reads it: `credHelpers[host]`, then `credsStore`,
-//! then `auths[host]` (`auth` = base64 `user:password`, or `identitytoken`). Secrets never
-//! appear in `Debug` output or errors; errors name the host and the file.
+//! then `auths[host]` (`auth` = base64 `user:password`, or `identitytoken`). `kiln login` and
+//! `kiln logout` write where docker would: through `credHelpers[host]`, else `credsStore`
+//! (`docker-credential-NAME store`/`erase`), else `auths`. Secrets never appear in `Debug`
+//! output or errors; errors name the host, the helper and the file.
 
 use crate::error::{RegistryError, Result};
 use base64::Engine as _;
@@ -174,33 +176,73 @@ fn helper_missing(name: &str) -> bool {
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(&exe).is_file()))
 }
 
-/// `docker-credential-NAME get`, server URL on stdin, JSON `{Username, Secret}` out.
-fn run_helper(name: &str, host: &str) -> Result<Option<Credential>> {
-    let err = |message: String| RegistryError::CredentialHelper {
+/// What one run of a credential helper gave back.
+struct HelperRun {
+    status: std::process::ExitStatus,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+impl HelperRun {
+    /// Helpers answer a host they hold nothing for with a failure whose text says
+    /// "credentials not found" (docker-credential-helpers' `ErrCredentialsNotFound`).
+    fn not_found(&self) -> bool {
+        let text = String::from_utf8_lossy(&self.stdout).to_string()
+            + &String::from_utf8_lossy(&self.stderr);
+        text.to_lowercase().contains("not found")
+    }
+}
+
+fn helper_error(name: &str, host: &str, message: String) -> RegistryError {
+    RegistryError::CredentialHelper {
         helper: name.to_string(),
         host: host.to_string(),
         message,
-    };
+    }
+}
+
+/// Runs `docker-credential-NAME ACTION` with `input` on stdin. The input may hold a secret,
+/// so it goes only to the helper's stdin, never into argv, the environment or an error.
+fn run_helper_action(name: &str, host: &str, action: &str, input: &[u8]) -> Result<HelperRun> {
+    let err = |message: String| helper_error(name, host, message);
     if name.contains('/') {
         return Err(err("helper names may not contain '/'".into()));
     }
     let mut child = Command::new(format!("docker-credential-{name}"))
-        .arg("get")
+        .arg(action)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| err(format!("cannot run it: {e}")))?;
+        .map_err(|e| {
+            if helper_missing(name) {
+                err(format!(
+                    "it is not on PATH (the auth file's credsStore/credHelpers name it): {e}"
+                ))
+            } else {
+                err(format!("cannot run it: {e}"))
+            }
+        })?;
     if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(auth_key(host).as_bytes());
+        // A helper that exits without reading is judged by its exit status below.
+        let _ = stdin.write_all(input);
     }
     let out = child
         .wait_with_output()
         .map_err(|e| err(format!("cannot run it: {e}")))?;
+    Ok(HelperRun {
+        status: out.status,
+        stdout: out.stdout,
+        stderr: out.stderr,
+    })
+}
+
+/// `docker-credential-NAME get`, server URL on stdin, JSON `{Username, Secret}` out.
+fn run_helper(name: &str, host: &str) -> Result<Option<Credential>> {
+    let err = |message: String| helper_error(name, host, message);
+    let out = run_helper_action(name, host, "get", auth_key(host).as_bytes())?;
     if !out.status.success() {
-        let text = String::from_utf8_lossy(&out.stdout).to_string()
-            + &String::from_utf8_lossy(&out.stderr);
-        if text.to_lowercase().contains("not found") {
+        if out.not_found() {
             return Ok(None);
         }
         // The helper's own message could echo a secret; say only that it failed.
@@ -228,28 +270,112 @@ fn run_helper(name: &str, host: &str) -> Result<Option<Credential>> {
     }))
 }
 
-/// `kiln login`: stores `auths[host].auth` in the auth file, atomically, mode 0600.
-/// Returns the file written.
-pub fn save_login(host: &str, username: &str, password: &str) -> Result<PathBuf> {
-    edit_auths(|auths| {
+/// Where `kiln login` put, or `kiln logout` removed, a host's credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialStore {
+    /// `auths` in this auth file.
+    File(PathBuf),
+    /// A docker credential helper, by its NAME (`docker-credential-NAME`).
+    Helper(String),
+}
+
+impl std::fmt::Display for CredentialStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CredentialStore::File(p) => write!(f, "{}", p.display()),
+            CredentialStore::Helper(name) => write!(f, "docker-credential-{name}"),
+        }
+    }
+}
+
+/// The helper docker writes `host`'s credentials with: `credHelpers[host]`, else
+/// `credsStore`; `None` means the file's `auths`. An empty `credHelpers` entry pins the
+/// host to the file even when `credsStore` is set, as in docker.
+fn write_helper(cfg: &serde_json::Value, host: &str) -> Option<String> {
+    if let Some(helpers) = cfg.get("credHelpers").and_then(|v| v.as_object()) {
+        if let Some((_, v)) = helpers.iter().find(|(k, _)| normalise_key(k) == host) {
+            return v.as_str().filter(|n| !n.is_empty()).map(str::to_string);
+        }
+    }
+    cfg.get("credsStore")
+        .and_then(|v| v.as_str())
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+}
+
+fn configured_helper(host: &str) -> Result<Option<String>> {
+    let Some(path) = auth_file() else {
+        return Ok(None);
+    };
+    Ok(read_json(&path)?.and_then(|cfg| write_helper(&cfg, host)))
+}
+
+/// `kiln login`: with a credential helper configured for `host` (`credHelpers`, else
+/// `credsStore`), `docker-credential-NAME store`; otherwise `auths[host].auth` in the auth
+/// file, atomically, mode 0600. Returns where the credentials went.
+pub fn save_login(host: &str, username: &str, password: &str) -> Result<CredentialStore> {
+    if let Some(name) = configured_helper(host)? {
+        let input = serde_json::json!({
+            "ServerURL": auth_key(host),
+            "Username": username,
+            "Secret": password,
+        });
+        let out = run_helper_action(&name, host, "store", input.to_string().as_bytes())?;
+        if !out.status.success() {
+            // Its output could echo what it was given; the secret stays out of errors.
+            return Err(helper_error(
+                &name,
+                host,
+                format!("storing the credentials failed ({})", out.status),
+            ));
+        }
+        // As docker does: an empty `auths` entry remains (tools list the host as logged
+        // in), and a plaintext secret an earlier file login left there is dropped.
+        edit_auths(|auths| {
+            auths.retain(|k, _| normalise_key(k) != host);
+            auths.insert(auth_key(host), serde_json::json!({}));
+            true
+        })?;
+        return Ok(CredentialStore::Helper(name));
+    }
+    let path = edit_auths(|auths| {
         let entry = serde_json::json!({
             "auth": base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
         });
         auths.retain(|k, _| normalise_key(k) != host);
         auths.insert(auth_key(host), entry);
         true
-    })
+    })?;
+    Ok(CredentialStore::File(path))
 }
 
-/// `kiln logout`: removes the host's `auths` entry. Returns whether there was one.
-pub fn remove_login(host: &str) -> Result<bool> {
-    let mut removed = false;
-    edit_auths(|auths| {
+/// `kiln logout`: `docker-credential-NAME erase` when a helper is configured for `host`,
+/// and the host's `auths` entry removed either way. Returns where credentials were
+/// removed from (the helper first), `None` when there were none.
+pub fn remove_login(host: &str) -> Result<Option<CredentialStore>> {
+    let mut removed = None;
+    if let Some(name) = configured_helper(host)? {
+        let out = run_helper_action(&name, host, "erase", auth_key(host).as_bytes())?;
+        if out.status.success() {
+            removed = Some(CredentialStore::Helper(name));
+        } else if !out.not_found() {
+            return Err(helper_error(
+                &name,
+                host,
+                format!("erasing the credentials failed ({})", out.status),
+            ));
+        }
+    }
+    let mut in_file = false;
+    let path = edit_auths(|auths| {
         let before = auths.len();
         auths.retain(|k, _| normalise_key(k) != host);
-        removed = auths.len() != before;
-        removed
+        in_file = auths.len() != before;
+        in_file
     })?;
+    if removed.is_none() && in_file {
+        removed = Some(CredentialStore::File(path));
+    }
     Ok(removed)
 }
 
@@ -395,6 +521,23 @@ mod tests {
             token: "tok-secret".into(),
         };
         assert!(!format!("{t:?}").contains("tok-secret"));
+    }
+
+    #[test]
+    fn write_helper_follows_docker_precedence() {
+        let cfg = |v: serde_json::Value| v;
+        let both = cfg(serde_json::json!({
+            "credsStore": "desktop",
+            "credHelpers": {"https://reg.example": "ecr", "pinned.example": ""},
+        }));
+        assert_eq!(write_helper(&both, "reg.example").as_deref(), Some("ecr"));
+        assert_eq!(
+            write_helper(&both, "other.example").as_deref(),
+            Some("desktop")
+        );
+        assert_eq!(write_helper(&both, "pinned.example"), None);
+        let none = cfg(serde_json::json!({"credsStore": "", "auths": {}}));
+        assert_eq!(write_helper(&none, "reg.example"), None);
     }
 
     #[test]

@@ -8,11 +8,12 @@
 //!   Content-Type checked by [`Client::get_manifest`]); blobs are `GET` only when kiln-cache
 //!   asks for one (lazily), and a cut connection is resumed with a `Range` request. Every
 //!   byte is verified by kiln-cache (size, digest, diff id), never trusted from here.
-//! - export: `HEAD` per blob (present: nothing sent, so re-exporting sends only new
-//!   blobs), uploads read from the store (cross-repository mount when the store remembers
-//!   the blob elsewhere on the registry, chunked above the chunk size, retried), the
-//!   manifest `PUT` last: a reader sees the old cache or the new one, never a manifest
-//!   whose blobs are missing.
+//! - export: several blobs at a time ([`PushOptions::jobs`], as for `kiln push`), each a
+//!   `HEAD` (present: nothing sent, so re-exporting sends only new blobs), else an upload
+//!   read from the store (cross-repository mount when the store remembers the blob
+//!   elsewhere on the registry, chunked above the chunk size, retried), the manifest `PUT`
+//!   last: a reader sees the old cache or the new one, never a manifest whose blobs are
+//!   missing.
 
 use crate::client::{push_scope, Client};
 use crate::error::RegistryError;
@@ -214,6 +215,11 @@ impl Read for Resuming<'_> {
 impl CacheSink for RegistryCache {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    /// As many blobs at once as `kiln push` sends with the same options.
+    fn jobs(&self) -> usize {
+        self.opts.jobs
     }
 
     fn has_blob(&self, digest: &Digest, size: u64) -> Result<bool, Error> {

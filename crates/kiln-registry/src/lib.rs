@@ -35,7 +35,7 @@ pub mod pull;
 pub mod push;
 pub mod transport;
 
-pub use auth::Credential;
+pub use auth::{Credential, CredentialStore};
 pub use cache::RegistryCache;
 pub use client::{Client, Retry, DEFAULT_MAX_MANIFEST};
 pub use config::Settings;

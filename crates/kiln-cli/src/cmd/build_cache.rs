@@ -176,6 +176,11 @@ pub fn export(
             &mounts,
         )
         .with_context(|| format!("--cache-to {}", sink.name()))?;
+        if let Some(e) = &r.collect_error {
+            if !quiet {
+                eprintln!("warning: {}: old blobs not removed: {e}", sink.name());
+            }
+        }
         if quiet {
             continue;
         }
@@ -186,6 +191,7 @@ pub fn export(
                     "kind": "cache_export", "cache": sink.name(), "mode": spec.mode.as_str(),
                     "records": r.records, "mounts": r.mounts, "blobs_sent": r.blobs_sent,
                     "blobs_present": r.blobs_present, "bytes_sent": r.bytes_sent,
+                    "blobs_removed": r.blobs_removed, "bytes_removed": r.bytes_removed,
                     "manifest": r.manifest,
                 })
             );
@@ -200,6 +206,15 @@ pub fn export(
                 r.blobs_sent,
                 human_size(r.bytes_sent)
             );
+            if r.blobs_removed > 0 {
+                eprintln!(
+                    "removed {} blob{} ({}) no longer referenced from {}",
+                    r.blobs_removed,
+                    if r.blobs_removed == 1 { "" } else { "s" },
+                    human_size(r.bytes_removed),
+                    sink.name()
+                );
+            }
         }
     }
     Ok(())

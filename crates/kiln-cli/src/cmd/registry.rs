@@ -171,15 +171,19 @@ pub fn login(a: &LoginArgs, insecure: &[String]) -> Result<ExitCode> {
         .with_credential(Some(cred))
         .check_login()
         .with_context(|| format!("login {host} as {}", a.username))?;
-    let path = kiln_registry::auth::save_login(&host, &a.username, &password)?;
-    eprintln!("credentials stored in {}", path.display());
+    let stored = kiln_registry::auth::save_login(&host, &a.username, &password)
+        .with_context(|| format!("login {host}"))?;
+    eprintln!("credentials stored in {stored}");
     println!("Login Succeeded");
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn logout(a: &LogoutArgs) -> Result<ExitCode> {
     let host = registry_host(&a.host)?;
-    if kiln_registry::auth::remove_login(&host)? {
+    let removed =
+        kiln_registry::auth::remove_login(&host).with_context(|| format!("logout {host}"))?;
+    if let Some(from) = removed {
+        eprintln!("credentials removed from {from}");
         println!("Removing login credentials for {host}");
     } else {
         eprintln!("Not logged in to {host}");
