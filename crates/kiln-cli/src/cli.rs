@@ -80,6 +80,10 @@ pub struct PullArgs {
     /// Print only the manifest digest
     #[arg(short, long)]
     pub quiet: bool,
+    /// Only download: leave the layers packed until a build or `kiln run` first uses them
+    /// (by default each layer is unpacked into its snapshot as soon as it has arrived)
+    #[arg(long)]
+    pub no_unpack: bool,
     #[command(flatten)]
     pub limits: RegistryLimitArgs,
 }

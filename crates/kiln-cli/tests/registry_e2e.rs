@@ -746,3 +746,128 @@ fn login_and_logout_write_through_the_configured_credential_helper() {
     assert!(stored.get(TLS).is_none(), "{stored:#}");
     assert!(!std::fs::read_to_string(&auth).unwrap().contains(PASSWORD));
 }
+
+/// The snapshot directories of a store (named by chain id hex).
+fn snapshot_ids(env: &Env) -> std::collections::BTreeSet<String> {
+    let dir = env.root.join("kiln/snapshots");
+    let Ok(rd) = std::fs::read_dir(&dir) else {
+        return Default::default();
+    };
+    rd.map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+        .collect()
+}
+
+/// The chain ids of `r`'s layers, computed here from the config's diff_ids (image-spec:
+/// chainid(Ln) = sha256(chainid(Ln-1) + " " + diffid(Ln))).
+fn chain_id_hexes(env: &Env, r: &str) -> Vec<String> {
+    let config = env.inspect(r)["Config"].clone();
+    let mut out: Vec<String> = Vec::new();
+    let mut prev: Option<String> = None;
+    for d in config["rootfs"]["diff_ids"].as_array().unwrap() {
+        let d = d.as_str().unwrap().to_string();
+        let id = match &prev {
+            None => d,
+            Some(p) => kiln_oci::Digest::of_bytes(format!("{p} {d}").as_bytes()).to_string(),
+        };
+        out.push(id.strip_prefix("sha256:").unwrap().to_string());
+        prev = Some(id);
+    }
+    out
+}
+
+fn unpack_statuses(events: &[serde_json::Value]) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e["kind"] == "status")
+        .filter_map(|e| e["text"].as_str())
+        .filter(|t| t.contains("unpacking"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn pull_unpacks_layers_while_downloading_so_the_next_build_unpacks_nothing() {
+    let Some(env) = setup() else { return };
+    // A three-layer image: busybox, a RUN, a COPY of a file big enough to take a moment.
+    let big: String = (0..200_000).map(|i| format!("{i}\n")).collect();
+    let ctx = context(
+        &env,
+        "multi",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nRUN echo one > /one\nCOPY big.txt /big.txt\n",
+            ),
+            ("big.txt", &big),
+        ],
+    );
+    env.ok(&["build", "-t", "multi", ctx.to_str().unwrap()]);
+    let dest = format!("{PLAIN}/{}:3", repo("multi"));
+    env.ok(&["push", "multi", &dest]);
+
+    // kiln pull into an empty store: every layer's snapshot exists when it returns.
+    let puller = Env::new();
+    let o = puller.run(&["pull", &dest]);
+    assert!(o.status.success(), "{}", err_str(&o));
+    assert_eq!(
+        err_str(&o).matches(": unpacked").count(),
+        3,
+        "{}",
+        err_str(&o)
+    );
+    let chain = chain_id_hexes(&puller, &dest);
+    assert_eq!(chain.len(), 3);
+    let snaps = snapshot_ids(&puller);
+    for c in &chain {
+        assert!(snaps.contains(c), "no snapshot for chain id {c}: {snaps:?}");
+        let meta = puller
+            .root
+            .join(format!("kiln/snapshots/{c}/snapshot.json"));
+        assert!(meta.is_file(), "{}", meta.display());
+    }
+    puller.assert_store_clean();
+
+    // The build on it reports no unpack work and adds no snapshot.
+    let from = context(
+        &puller,
+        "from",
+        &[("Dockerfile", &format!("FROM {dest}\n"))],
+    );
+    let events = build_json(&puller, &from, &["-t", "on-top"]);
+    assert!(unpack_statuses(&events).is_empty(), "{events:#?}");
+    assert!(
+        steps_with(&events, "cached")
+            .iter()
+            .any(|s| s.contains("FROM")),
+        "FROM not reported as having nothing to do: {events:#?}"
+    );
+    assert_eq!(snapshot_ids(&puller), snaps);
+
+    // A second pull does nothing, not even an unpack.
+    let o = puller.run(&["pull", &dest]);
+    assert!(o.status.success(), "{}", err_str(&o));
+    assert!(!err_str(&o).contains("unpacked"), "{}", err_str(&o));
+
+    // A build that pulls its missing base unpacks it during that pull, not as a step.
+    let builder = Env::new();
+    let from = context(
+        &builder,
+        "from",
+        &[("Dockerfile", &format!("FROM {dest}\n"))],
+    );
+    let events = build_json(&builder, &from, &["-t", "on-top"]);
+    assert!(unpack_statuses(&events).is_empty(), "{events:#?}");
+    let snaps = snapshot_ids(&builder);
+    assert!(chain.iter().all(|c| snaps.contains(c)), "{snaps:?}");
+
+    // The control: --no-unpack leaves the unpacking to the build (which reports it).
+    let lazy = Env::new();
+    let o = lazy.run(&["pull", "--no-unpack", &dest]);
+    assert!(o.status.success(), "{}", err_str(&o));
+    assert!(!err_str(&o).contains("unpacked"), "{}", err_str(&o));
+    assert!(snapshot_ids(&lazy).is_empty());
+    let from = context(&lazy, "from", &[("Dockerfile", &format!("FROM {dest}\n"))]);
+    let events = build_json(&lazy, &from, &["-t", "on-top"]);
+    assert_eq!(unpack_statuses(&events).len(), 3, "{events:#?}");
+}

@@ -22,7 +22,10 @@ struct Fake {
 
 impl Fake {
     fn new() -> Fake {
-        let layer: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        Fake::with_layer((0..100_000u32).map(|i| (i * 7 % 251) as u8).collect())
+    }
+    /// `layer` as an uncompressed tar layer (its diff_id is its digest).
+    fn with_layer(layer: Vec<u8>) -> Fake {
         let diff = Digest::of_bytes(&layer);
         let config = format!(
             r#"{{"architecture":"amd64","os":"linux","config":{{}},"rootfs":{{"type":"layers","diff_ids":["{diff}"]}}}}"#
@@ -450,6 +453,70 @@ fn resumed_blob_with_wrong_tail_is_still_refused() {
     assert!(
         err.contains(&layer_digest) && err.contains("digest"),
         "{err}"
+    );
+    assert_nothing_committed(&env, &layer_digest);
+}
+
+/// The snapshot directories (chain id hex) and unpacks in progress of a store.
+fn snapshot_entries(env: &Env) -> (Vec<String>, Vec<String>) {
+    let list = |rel: &str, only_hex: bool| -> Vec<String> {
+        std::fs::read_dir(env.root.join(rel))
+            .map(|rd| {
+                rd.map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+                    .filter(|n| !only_hex || n.len() == 64)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    (
+        list("kiln/snapshots", true),
+        list("kiln/snapshots/tmp", false),
+    )
+}
+
+#[test]
+fn tampered_layer_leaves_no_snapshot() {
+    let env = Env::new();
+    let marker = "kiln-tamper-target";
+    let tar = std::fs::read(tiny_tar(&env, "layer.tar", marker)).unwrap();
+    let at = tar
+        .windows(marker.len())
+        .position(|w| w == marker.as_bytes())
+        .expect("file content in the tar");
+
+    // Control: served intact, the layer is unpacked by the pull itself.
+    let intact = serve(Fake::with_layer(tar.clone()), |_, _| None);
+    let ok = Env::new();
+    ok.ok(&["pull", &format!("{}/evil/img:1", intact.host())]);
+    assert_eq!(
+        snapshot_entries(&ok).0.len(),
+        1,
+        "control pull did not unpack"
+    );
+
+    // One byte of file content changed: still a well-formed tar (tar does not checksum
+    // content), so only the digest check stands between it and a snapshot.
+    let fake = Fake::with_layer(tar);
+    let layer_digest = fake.layer_digest();
+    let ld = layer_digest.clone();
+    let server = serve(fake, move |req, f| {
+        req.path.ends_with(&ld).then(|| {
+            let mut bad = f.layer.clone();
+            bad[at] = b'K';
+            Reply::new(200).body(bad)
+        })
+    });
+    let (_, err) = env.fail(&["pull", &format!("{}/evil/img:1", server.host())]);
+    assert!(
+        err.contains(&layer_digest) && err.contains("digest"),
+        "{err}"
+    );
+    assert!(!err.contains("unpacked"), "{err}");
+    let (snapshots, in_progress) = snapshot_entries(&env);
+    assert!(snapshots.is_empty(), "snapshot left behind: {snapshots:?}");
+    assert!(
+        in_progress.is_empty(),
+        "unpack temp left behind: {in_progress:?}"
     );
     assert_nothing_committed(&env, &layer_digest);
 }

@@ -13,7 +13,10 @@
 //! `Store::ingest` with its expected size and digest); print (events go to a callback).
 //! It depends on kiln-store, kiln-oci, kiln-fs (atomic writes) and kiln-cache (only to
 //! implement its transport traits, [`cache`]) among kiln crates; nothing below kiln-cli
-//! depends on it (the build reaches it through a resolver callback).
+//! depends on it (the build reaches it through a resolver callback). Work that should start
+//! as soon as a blob is in the store (kiln-cli unpacking layers into snapshots while the
+//! others download) hooks in through [`PullObserver`], which names only digests and
+//! manifests — this crate does not know about snapshots.
 //!
 //! Moving manifests for other features (build-cache export/import): make a [`Client`] for
 //! the registry host (`Client::new(host, &Settings::load(&[])?)`), then
@@ -41,5 +44,7 @@ pub use client::{Client, Retry, DEFAULT_MAX_MANIFEST};
 pub use config::Settings;
 pub use error::{RegistryError, Result};
 pub use progress::{Event, Progress};
-pub use pull::{pull_image, pull_manifest, PlatformSpec, PullOptions, Pulled, Selection};
+pub use pull::{
+    pull_image, pull_manifest, PlatformSpec, PullObserver, PullOptions, Pulled, Selection,
+};
 pub use push::{push_image, push_manifest, PushOptions};

@@ -13,6 +13,7 @@ use kiln_oci::spec::{Descriptor, ImageIndex, ImageManifest, MediaType};
 use kiln_oci::{Digest, Reference};
 use kiln_store::{BlobWriter, Lease, Store, StoreError};
 use std::io::{self, Read, Write};
+use std::sync::Arc;
 
 /// Indexes nesting deeper than this are refused.
 const MAX_DEPTH: usize = 4;
@@ -70,13 +71,40 @@ pub enum Selection {
     All,
 }
 
-#[derive(Debug, Clone)]
+/// Told what a pull has in the store while it runs, so a caller can start work on one blob
+/// (unpacking a layer) while the others are still downloading. This crate knows nothing of
+/// what that work is; kiln-cli hands these calls to kiln-snapshot.
+///
+/// Calls come from the download threads, several at once: an implementation hands work
+/// off instead of doing it inline, or it holds back the remaining downloads.
+pub trait PullObserver: Send + Sync {
+    /// An image manifest (never an index) whose blobs are about to be fetched.
+    fn manifest(&self, digest: &Digest, manifest: &ImageManifest);
+    /// `blob`, named by the manifest `manifest`, is in the store: committed after its size
+    /// and digest matched, or found there already. Never called for a blob that failed.
+    fn blob_ready(&self, manifest: &Digest, blob: &Digest);
+}
+
+#[derive(Clone)]
 pub struct PullOptions {
     pub selection: Selection,
     /// Manifests larger than this are refused (`--max-manifest-size`).
     pub max_manifest_size: u64,
     /// Blobs fetched at once.
     pub jobs: usize,
+    /// Told about each image manifest and each blob as soon as it is in the store.
+    pub observer: Option<Arc<dyn PullObserver>>,
+}
+
+impl std::fmt::Debug for PullOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PullOptions")
+            .field("selection", &self.selection)
+            .field("max_manifest_size", &self.max_manifest_size)
+            .field("jobs", &self.jobs)
+            .field("observer", &self.observer.is_some())
+            .finish()
+    }
 }
 
 impl Default for PullOptions {
@@ -85,6 +113,7 @@ impl Default for PullOptions {
             selection: Selection::Platform(PlatformSpec::host()),
             max_manifest_size: DEFAULT_MAX_MANIFEST,
             jobs: 4,
+            observer: None,
         }
     }
 }
@@ -253,6 +282,7 @@ fn fetch_tree(
                                 opts.jobs,
                                 progress,
                                 &shown,
+                                &|_| {},
                             )?;
                             continue;
                         }
@@ -281,8 +311,26 @@ fn fetch_tree(
             for d in std::iter::once(m.config()).chain(m.layers().iter()) {
                 blobs.push((child_digest(d).map_err(bad)?, d.size()));
             }
+            let observer = opts.observer.as_deref();
+            if let Some(o) = observer {
+                o.manifest(&digest, &m);
+            }
+            // The config is first in the queue: an observer needs its diff_ids before it can
+            // do anything with a layer.
             fetch_blobs(
-                store, lease, client, repo, blobs, opts.jobs, progress, &shown,
+                store,
+                lease,
+                client,
+                repo,
+                blobs,
+                opts.jobs,
+                progress,
+                &shown,
+                &|blob| {
+                    if let Some(o) = observer {
+                        o.blob_ready(&digest, blob);
+                    }
+                },
             )?;
             put_manifest_bytes(store, lease, &bytes, &digest, &shown)?;
             let source = format!("{}/{repo}", client.host());
@@ -458,6 +506,7 @@ pub(crate) fn fetch_blobs(
     jobs: usize,
     progress: &Progress,
     shown: &str,
+    ready: &(dyn Fn(&Digest) + Sync),
 ) -> Result<()> {
     let source = format!("{}/{repo}", client.host());
     parallel::for_each(blobs, jobs, |(digest, size)| {
@@ -468,6 +517,7 @@ pub(crate) fn fetch_blobs(
                 why: "already in the store",
             });
             let _ = store.record_blob_source(&digest, &source);
+            ready(&digest);
             return Ok(());
         }
         progress(Event::BlobStarted {
@@ -476,7 +526,11 @@ pub(crate) fn fetch_blobs(
         });
         download(store, lease, client, repo, &digest, size, progress, shown)?;
         let _ = store.record_blob_source(&digest, &source);
-        progress(Event::BlobDone { digest, size });
+        progress(Event::BlobDone {
+            digest: digest.clone(),
+            size,
+        });
+        ready(&digest);
         Ok(())
     })
 }

@@ -2,7 +2,9 @@
 //!
 //! Owns: the directory `KILN_ROOT/kiln/snapshots/` — one *overlay-native* directory per
 //! layer, keyed by its OCI chain id and shared by every build; unpacking base layers there
-//! exactly once (verified against the diff_id while applying); writable "active" mounts
+//! exactly once (verified against the diff_id while applying), also while an image is
+//! still being pulled ([`PullUnpacker`], fed "this blob is committed" by the caller; this
+//! crate knows nothing of registries); writable "active" mounts
 //! (a fresh upper + work dir over a stack of snapshots) for RUN and COPY steps; turning an
 //! upper directory into a deterministic, compressed layer blob in the store *and* keeping
 //! that upper directory as the next snapshot; the copy-based fallback when overlayfs is not
@@ -14,7 +16,8 @@
 //!
 //! Must not: run processes or create namespaces (kiln-sandbox mounts the overlay inside its
 //! own mount namespace), resolve untrusted paths itself (everything inside a snapshot goes
-//! through `kiln_fs::SafeRoot`), schedule work, decide cache keys, or print.
+//! through `kiln_fs::SafeRoot`), schedule build work (its only threads are the parallel
+//! gzip writer and the pull unpacker's small pool), decide cache keys, or print.
 //!
 //! Rootless stores: on-disk owners are host ids (container 0 is the user, N the
 //! subordinate id `start + N - 1`); commits write container ids through
@@ -43,6 +46,7 @@
 //! ```
 
 mod active;
+mod arrivals;
 mod chainid;
 mod commit;
 mod direct;
@@ -56,6 +60,7 @@ mod userns;
 mod util;
 
 pub use active::{Active, ActiveMount, Snapshotter};
+pub use arrivals::{LayerArrivals, LayerJob, PullUnpacker, UnpackOutcome};
 pub use chainid::{chain_id, chain_ids, next_chain_id};
 pub use commit::{CommitOptions, Committed, LayerCompression};
 pub use error::{Error, Result};

@@ -3,8 +3,13 @@
 
 use crate::cli::{LoginArgs, LogoutArgs, PullArgs, PullPolicy, PushArgs};
 use anyhow::{anyhow, bail, Context, Result};
+use kiln_oci::spec::ImageManifest;
+use kiln_oci::Digest;
 use kiln_oci::Reference;
-use kiln_registry::{Client, Event, PlatformSpec, PullOptions, PushOptions, Selection, Settings};
+use kiln_registry::{
+    Client, Event, PlatformSpec, PullObserver, PullOptions, PushOptions, Selection, Settings,
+};
+use kiln_snapshot::{PullUnpacker, Snapshots, UnpackOutcome};
 use kiln_store::Store;
 use std::collections::HashSet;
 use std::io::Read;
@@ -44,7 +49,6 @@ impl Registries {
             if quiet {
                 return;
             }
-            let short = |d: &kiln_oci::Digest| d.hex().chars().take(12).collect::<String>();
             match e {
                 Event::Resolved { reference, digest } => eprintln!("{reference}: {digest}"),
                 Event::BlobSkipped { digest, why, .. } => eprintln!("{}: {why}", short(&digest)),
@@ -63,17 +67,66 @@ impl Registries {
         }
     }
 
-    /// Pulls `r` into the store.
+    /// Pulls `r` into the store; with `unpack`, each layer is unpacked into its snapshot
+    /// as soon as its blob is committed, while the others still download, and this returns
+    /// once those unpacks are done too.
     pub fn pull(
         &self,
         store: &Store,
         r: &Reference,
         opts: &PullOptions,
+        unpack: bool,
     ) -> Result<kiln_registry::Pulled> {
         let client = self.client(r.registry())?;
         let progress = self.progress("downloading");
-        kiln_registry::pull_image(store, &client, r, opts, &progress)
-            .with_context(|| format!("pull {}", r.familiar()))
+        let unpacker = if unpack { self.unpacker(store) } else { None };
+        let mut opts = opts.clone();
+        opts.observer = unpacker.clone().map(|u| u as Arc<dyn PullObserver>);
+        let pulled = kiln_registry::pull_image(store, &client, r, &opts, &progress)
+            .with_context(|| format!("pull {}", r.familiar()));
+        if let Some(u) = unpacker {
+            // On failure the queued unpacks are dropped; verified layers already unpacked
+            // stay (a snapshot is keyed by content, and prune removes unused ones).
+            u.0.finish(pulled.is_err());
+        }
+        pulled
+    }
+
+    /// kiln-snapshot's pull unpacker, fed by kiln-registry's per-blob callback. None (the
+    /// build unpacks lazily, as before) when the snapshot directory cannot be opened.
+    fn unpacker(&self, store: &Store) -> Option<Arc<Unpack>> {
+        let snapshots = match Snapshots::open(store) {
+            Ok(s) => s,
+            Err(e) => {
+                if !self.quiet {
+                    eprintln!("not unpacking while pulling: {e}");
+                }
+                return None;
+            }
+        };
+        let quiet = self.quiet;
+        // Unpacking is CPU-bound (inflate, sha256 of the tar, file creation); more workers
+        // than cores only slow the downloads down.
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+        // The limits a build's own unpack of a base layer uses, so this never refuses a
+        // layer the build would take.
+        let limits = kiln_archive::DecodeLimits::default();
+        let report = move |o: &UnpackOutcome| {
+            if quiet {
+                return;
+            }
+            match o {
+                UnpackOutcome::Unpacked { blob, .. } => eprintln!("{}: unpacked", short(blob)),
+                UnpackOutcome::Present { .. } => {}
+                UnpackOutcome::Failed { blob, error } => eprintln!(
+                    "{}: not unpacked ({error}); a build unpacks it when it needs it",
+                    short(blob)
+                ),
+            }
+        };
+        Some(Arc::new(Unpack(PullUnpacker::start(
+            snapshots, workers, limits, report,
+        ))))
     }
 
     /// Pushes the stored image `source` to `dest`.
@@ -92,6 +145,23 @@ impl Registries {
         kiln_registry::push_image(store, &client, &image, dest, opts, &progress)
             .with_context(|| format!("push {}", dest.familiar()))
     }
+}
+
+/// The glue between the crates: kiln-registry tells what is committed, kiln-snapshot
+/// unpacks it (neither depends on the other).
+struct Unpack(PullUnpacker);
+
+impl PullObserver for Unpack {
+    fn manifest(&self, digest: &Digest, manifest: &ImageManifest) {
+        self.0.manifest(digest, manifest)
+    }
+    fn blob_ready(&self, manifest: &Digest, blob: &Digest) {
+        self.0.blob_ready(manifest, blob)
+    }
+}
+
+fn short(d: &Digest) -> String {
+    d.hex().chars().take(12).collect()
 }
 
 fn human(n: u64) -> String {
@@ -125,7 +195,7 @@ pub fn pull(store: &Store, a: &PullArgs, insecure: &[String]) -> Result<ExitCode
         max_manifest_size: a.limits.max_manifest_size,
         ..PullOptions::default()
     };
-    let pulled = regs.pull(store, &r, &opts)?;
+    let pulled = regs.pull(store, &r, &opts, !a.no_unpack)?;
     if a.quiet {
         println!("{}", pulled.digest);
     } else {
@@ -244,8 +314,9 @@ impl<'a> BasePuller<'a> {
             PullPolicy::Never => false,
         };
         if pull {
+            // Unpacked while downloading: the FROM step then finds every snapshot.
             self.regs
-                .pull(self.store, r, &self.opts)
+                .pull(self.store, r, &self.opts, true)
                 .map_err(|e| format!("{e:#}"))?;
         } else if !present {
             return Err(format!(
