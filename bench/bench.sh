@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # kiln build benchmark: kiln vs buildah (and docker+BuildKit when a daemon answers).
 #
-# usage: bench/bench.sh [--runs N] [--peers kiln,buildah,docker] [--no-build] [CASE...]
+# usage: bench/bench.sh [--runs N] [--peers kiln,buildah,docker] [--no-build] [--settle S] [CASE...]
 #        bench/bench.sh --report RESULT_DIR        (re-print the tables of an earlier run)
 #
 # CASE is a directory name under bench/cases/ or its prefix (c1, c2, ...). Default cases:
@@ -22,7 +22,12 @@
 #
 # Phases, per case, builders alternating run by run (kiln, buildah, kiln, buildah, ...):
 #   cold-a  (c2 only) `--target a` after a reset: one stage alone
-#   cold    after a reset: build cache, built images and cache mounts removed, base kept
+#   cold    after a reset: build cache, built images and cache mounts removed, base kept;
+#           with --settle S, `sync` and S seconds of sleep follow every reset. This root fs
+#           is ext4 without a journal, whose inode allocator skips inodes deleted in the
+#           last 60 s (longer while their table block is dirty) by scanning past them: right
+#           after a reset deletes ~20,000 files (c3), creating files costs several times
+#           more, for whichever builder runs next. 65 takes that out of the comparison.
 #   warm    nothing changed (one unmeasured warm-up build per builder first)
 #   edit    one small context file rewritten with new content before each run
 #   export  the built image written to a docker-archive file
@@ -47,6 +52,7 @@ PATH_ENV='ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 MMDEBSTRAP_TIMEOUT=${MMDEBSTRAP_TIMEOUT:-900}
 
 RUNS=3
+SETTLE=0
 PEERS_ARG=""
 BUILD_KILN=1
 REPORT_ONLY=""
@@ -66,6 +72,8 @@ while [ $# -gt 0 ]; do
     --peers) PEERS_ARG=${2:?--peers LIST}; shift 2 ;;
     --peers=*) PEERS_ARG=${1#*=}; shift ;;
     --no-build) BUILD_KILN=0; shift ;;
+    --settle) SETTLE=${2:?--settle SECONDS}; shift 2 ;;
+    --settle=*) SETTLE=${1#*=}; shift ;;
     --report) REPORT_ONLY=${2:?--report DIR}; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     -*) die "unknown option $1 (see --help)" ;;
@@ -73,6 +81,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 case $RUNS in ''|*[!0-9]*|0) die "--runs wants a positive integer" ;; esac
+case $SETTLE in ''|*[!0-9]*) die "--settle wants a number of seconds" ;; esac
 
 # ---------------------------------------------------------------- helpers per builder
 
@@ -407,7 +416,7 @@ echo "${CASES[*]}" > "$RES/cases"
 echo "$RUNS" > "$RES/runs"
 {
   echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-  echo "command: bench/bench.sh --runs $RUNS --peers $(cat "$RES/peers") ${CASES[*]}"
+  echo "command: bench/bench.sh --runs $RUNS --settle $SETTLE --peers $(cat "$RES/peers") ${CASES[*]}"
   echo "kiln: release build of $(cat "$KILN.commit" 2>/dev/null || echo 'unknown commit')"
   command -v buildah >/dev/null && echo "buildah: $(buildah --version)"
   has_peer docker && echo "docker: $(dk version --format '{{.Server.Version}}')"
@@ -456,6 +465,7 @@ for c in "${CASES[@]}"; do
         case $p in
           cold|cold-a)
             "reset_$b"; sync
+            [ "$SETTLE" = 0 ] || sleep "$SETTLE"
             tgt=""; [ "$p" = cold-a ] && tgt=a
             measure "$p" "$c" "$b" "$i" build_cmd "$b" "$c" "$tgt" ;;
           warm) measure "$p" "$c" "$b" "$i" build_cmd "$b" "$c" "" ;;
