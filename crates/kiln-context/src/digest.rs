@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::copy::{resolve_sources, SourceSpec};
-use crate::statcache::{content_sha256, hex32_de, hex32_ser, StatCache};
+use crate::statcache::{cached_sha256, content_sha256, hex32_de, hex32_ser, StatCache};
 use crate::walk::{walk_dir, Filter};
 use crate::Error;
 
@@ -224,52 +224,71 @@ fn digest_nodes(
     nodes: &[Node],
     opts: &DigestOpts,
 ) -> Result<Vec<FileDigest>, Error> {
-    let regular: Vec<&Node> = nodes
+    // Unchanged files are known from the walk's stat alone.
+    let mut sums: Vec<Option<[u8; 32]>> = nodes
         .iter()
-        .filter(|n| n.meta.kind == FileKind::Regular)
+        .map(|n| match n.meta.kind {
+            FileKind::Regular => cached_sha256(cache, &n.real, &n.meta),
+            _ => None,
+        })
         .collect();
-    let bytes: u64 = regular.iter().map(|n| n.meta.size).sum();
+    let to_hash: Vec<usize> = (0..nodes.len())
+        .filter(|&i| nodes[i].meta.kind == FileKind::Regular && sums[i].is_none())
+        .collect();
+    let bytes: u64 = to_hash.iter().map(|&i| nodes[i].meta.size).sum();
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(MAX_HASH_THREADS)
-        .min(regular.len());
-    if threads > 1 && (regular.len() >= PARALLEL_MIN_FILES || bytes >= PARALLEL_MIN_BYTES) {
-        // Warm the stat cache for every regular file in parallel (largest first, so one
-        // big file does not end up last on a busy thread); the ordered pass below then
-        // only looks the sums up.
-        let mut order = regular;
-        order.sort_by_key(|n| std::cmp::Reverse(n.meta.size));
+        .min(to_hash.len());
+    if threads > 1 && (to_hash.len() >= PARALLEL_MIN_FILES || bytes >= PARALLEL_MIN_BYTES) {
+        // Content sums of every regular file in parallel (largest first, so one big file
+        // does not end up last on a busy thread); the ordered pass below only combines.
+        let mut order = to_hash;
+        order.sort_by_key(|&i| std::cmp::Reverse(nodes[i].meta.size));
         let next = AtomicUsize::new(0);
         let failed = AtomicBool::new(false);
+        let found: Vec<Mutex<Option<[u8; 32]>>> =
+            (0..nodes.len()).map(|_| Mutex::new(None)).collect();
         std::thread::scope(|scope| {
             for _ in 0..threads {
                 scope.spawn(|| {
                     while !failed.load(Ordering::Relaxed) {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(n) = order.get(i) else { break };
-                        // An error is reported by the ordered pass, which meets it again.
-                        if content_sha256(cache, root, &n.real).is_err() {
-                            failed.store(true, Ordering::Relaxed);
+                        let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                            break;
+                        };
+                        match content_sha256(cache, root, &nodes[i].real) {
+                            Ok(sum) => {
+                                *found[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(sum)
+                            }
+                            // The ordered pass meets the error again and reports it.
+                            Err(_) => failed.store(true, Ordering::Relaxed),
                         }
                     }
                 });
             }
         });
+        for (slot, f) in sums.iter_mut().zip(found) {
+            if let Some(sum) = f.into_inner().unwrap_or_else(|p| p.into_inner()) {
+                *slot = Some(sum);
+            }
+        }
     }
     nodes
         .iter()
-        .map(|n| node_digest(root, cache, &n.shown, &n.real, &n.meta, opts))
+        .zip(sums)
+        .map(|(n, sum)| node_digest(root, cache, n, sum, opts))
         .collect()
 }
 
+/// One node's digest; `sum` is its content sum when already computed.
 fn node_digest(
     root: &SafeRoot,
     cache: &Mutex<StatCache>,
-    shown: &str,
-    real: &str,
-    m: &Metadata,
+    node: &Node,
+    sum: Option<[u8; 32]>,
     opts: &DigestOpts,
 ) -> Result<FileDigest, Error> {
+    let (shown, real, m) = (&node.shown, &node.real, &node.meta);
     let mut h = Sha256::new();
     h.update(b"kiln-node-v1\0");
     h.update(shown.as_bytes());
@@ -290,7 +309,10 @@ fn node_digest(
     }
     match m.kind {
         FileKind::Regular => {
-            let sum = content_sha256(cache, root, real)?;
+            let sum = match sum {
+                Some(s) => s,
+                None => content_sha256(cache, root, real)?,
+            };
             h.update(format!(" {} ", m.size).as_bytes());
             h.update(sum);
         }

@@ -309,6 +309,24 @@ fn tree_sha256(f: &fs::File, size: u64, rel: &str) -> Result<([u8; 32], u64), Er
     Ok((h.finalize().into(), read_bytes.into_inner()))
 }
 
+/// The cached sum of the regular file `rel` if `meta` (its `lstat`, as the walk took it)
+/// still matches the entry: a hit needs no open, read or fstat.
+pub(crate) fn cached_sha256(
+    cache: &Mutex<StatCache>,
+    rel: &str,
+    meta: &kiln_fs::Metadata,
+) -> Option<[u8; 32]> {
+    let now = Entry {
+        dev: meta.dev,
+        ino: meta.ino,
+        size: meta.size,
+        mtime: meta.mtime * 1_000_000_000 + i64::from(meta.mtime_nsec),
+        ctime: meta.ctime * 1_000_000_000 + i64::from(meta.ctime_nsec),
+        sha256: [0; 32],
+    };
+    lock(cache).lookup(rel, &now)
+}
+
 pub(crate) fn lock(cache: &Mutex<StatCache>) -> std::sync::MutexGuard<'_, StatCache> {
     cache.lock().unwrap_or_else(|p| p.into_inner())
 }

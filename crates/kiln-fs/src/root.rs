@@ -50,6 +50,10 @@ pub struct Metadata {
     pub size: u64,
     pub mtime: i64,
     pub mtime_nsec: u32,
+    /// Status change time: moves on every write and cannot be set, so caches keyed by
+    /// stat data include it.
+    pub ctime: i64,
+    pub ctime_nsec: u32,
     pub dev: u64,
     pub ino: u64,
     pub nlink: u64,
@@ -69,6 +73,8 @@ impl Metadata {
             size: st.st_size as u64,
             mtime: st.st_mtime,
             mtime_nsec: st.st_mtime_nsec as u32,
+            ctime: st.st_ctime,
+            ctime_nsec: st.st_ctime_nsec as u32,
             dev: st.st_dev,
             ino: st.st_ino,
             nlink: st.st_nlink,

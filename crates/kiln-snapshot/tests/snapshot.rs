@@ -361,6 +361,44 @@ mkdir -p srv/app && echo app > srv/app/main
 ";
 
 /// The copy fallback and overlayfs produce the same layer for the same change.
+/// Runs the shell `changes` in an overlay over `lower`, mounted in a throwaway mount
+/// namespace (umask 022), and commits the result.
+fn commit_through_overlay(
+    snaps: &Snapshots,
+    lower: &kiln_snapshot::SnapshotId,
+    lease: &kiln_store::Lease,
+    opts: &CommitOptions,
+    changes: &str,
+) -> kiln_archive::LayerDigests {
+    let mut ov = snaps
+        .prepare_active_with(std::slice::from_ref(lower), Snapshotter::Overlay)
+        .unwrap();
+    let ActiveMount::Overlay {
+        lowers,
+        upper,
+        work,
+    } = ov.mount().unwrap()
+    else {
+        panic!("overlay expected")
+    };
+    let merged: PathBuf = ov.dir().join("merged");
+    std::fs::create_dir(&merged).unwrap();
+    let script = format!(
+        "umask 022 && mount -t overlay overlay -o lowerdir={},upperdir={},workdir={} {m} && cd {m} && {changes}",
+        lowers[0].display(),
+        upper.display(),
+        work.display(),
+        m = merged.display()
+    );
+    let st = Command::new("unshare")
+        .args(["-m", "sh", "-c", &script])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::remove_dir(&merged).unwrap();
+    snaps.commit_active(ov, lease, opts).unwrap().layer.unwrap()
+}
+
 #[test]
 fn copy_fallback_matches_overlay() {
     if !is_root() || Command::new("unshare").arg("--version").output().is_err() {
@@ -382,38 +420,7 @@ fn copy_fallback_matches_overlay() {
         ..CommitOptions::default()
     };
 
-    // overlayfs, mounted in a throwaway mount namespace.
-    let mut ov = snaps
-        .prepare_active_with(std::slice::from_ref(&lower), Snapshotter::Overlay)
-        .unwrap();
-    let ActiveMount::Overlay {
-        lowers,
-        upper,
-        work,
-    } = ov.mount().unwrap()
-    else {
-        panic!("overlay expected")
-    };
-    let merged: PathBuf = ov.dir().join("merged");
-    std::fs::create_dir(&merged).unwrap();
-    let script = format!(
-        "mount -t overlay overlay -o lowerdir={},upperdir={},workdir={} {m} && cd {m} && {CHANGES}",
-        lowers[0].display(),
-        upper.display(),
-        work.display(),
-        m = merged.display()
-    );
-    let st = Command::new("unshare")
-        .args(["-m", "sh", "-c", &script])
-        .status()
-        .unwrap();
-    assert!(st.success());
-    std::fs::remove_dir(&merged).unwrap();
-    let a = snaps
-        .commit_active(ov, &lease, &opts)
-        .unwrap()
-        .layer
-        .unwrap();
+    let a = commit_through_overlay(&snaps, &lower, &lease, &opts, CHANGES);
 
     // Copy fallback.
     let mut cp = snaps
@@ -518,38 +525,7 @@ fn direct_upper_write_matches_overlay() {
         ..CommitOptions::default()
     };
     const CHANGES: &str = "mkdir -m 755 var/new var/new/deep && printf x > var/new/deep/f";
-
-    let mut ov = snaps
-        .prepare_active_with(std::slice::from_ref(&lower), Snapshotter::Overlay)
-        .unwrap();
-    let ActiveMount::Overlay {
-        lowers,
-        upper,
-        work,
-    } = ov.mount().unwrap()
-    else {
-        panic!("overlay expected")
-    };
-    let merged: PathBuf = ov.dir().join("merged");
-    std::fs::create_dir(&merged).unwrap();
-    let script = format!(
-        "umask 022 && mount -t overlay overlay -o lowerdir={},upperdir={},workdir={} {m} && cd {m} && {CHANGES}",
-        lowers[0].display(),
-        upper.display(),
-        work.display(),
-        m = merged.display()
-    );
-    let st = Command::new("unshare")
-        .args(["-m", "sh", "-c", &script])
-        .status()
-        .unwrap();
-    assert!(st.success());
-    std::fs::remove_dir(&merged).unwrap();
-    let through_overlay = snaps
-        .commit_active(ov, &lease, &opts)
-        .unwrap()
-        .layer
-        .unwrap();
+    let through_overlay = commit_through_overlay(&snaps, &lower, &lease, &opts, CHANGES);
 
     let direct = snaps
         .prepare_active_with(std::slice::from_ref(&lower), Snapshotter::Overlay)
