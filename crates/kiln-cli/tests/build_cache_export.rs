@@ -246,14 +246,7 @@ fn mode_min_exports_the_final_chain_and_max_everything() {
             &spec("dest", &max, ",mode=max"),
         ],
     );
-    let descriptions = |dir: &Path| -> BTreeSet<String> {
-        cache_config(dir).1["records"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["description"].as_str().unwrap().to_string())
-            .collect()
-    };
+    let descriptions = |dir: &Path| record_descriptions(&cache_config(dir).1);
     let min_records = descriptions(&min);
     assert_eq!(min_records.len(), 2, "{min_records:?}");
     assert!(

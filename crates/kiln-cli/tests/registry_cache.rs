@@ -305,14 +305,7 @@ fn mode_min_and_max_over_the_registry() {
             &format!("type=registry,ref={max},mode=max"),
         ],
     );
-    let descriptions = |repo: &str| -> BTreeSet<String> {
-        registry_cache(repo, "buildcache").1["records"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["description"].as_str().unwrap().to_string())
-            .collect()
-    };
+    let descriptions = |repo: &str| record_descriptions(&registry_cache(repo, "buildcache").1);
     let min_records = descriptions(&min_repo);
     assert_eq!(min_records.len(), 2, "{min_records:?}");
     assert!(

@@ -18,8 +18,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use kiln_dockerfile::ignore::IgnoreMatcher;
 use kiln_fs::{FileKind, Metadata, OFlags, SafeRoot};
@@ -451,63 +449,35 @@ impl Copier<'_> {
     /// Writes `jobs` (regular files into fresh directories, as root) on several threads:
     /// creating many small files is kernel work that a second core halves.
     fn copy_batch(&mut self, jobs: Vec<FileJob>) -> Result<(), Error> {
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(MAX_COPY_THREADS);
-        if threads < 2 || jobs.len() < PARALLEL_MIN_FILES {
-            for j in &jobs {
-                let n = self.copy_regular(j)?;
-                self.report.bytes += n;
-                self.report.files += 1;
-            }
+        let threads = if jobs.len() < PARALLEL_MIN_FILES {
+            1
         } else {
-            let next = AtomicUsize::new(0);
-            let failed: Mutex<Option<Error>> = Mutex::new(None);
-            let bytes = AtomicU64::new(0);
-            let this = &*self;
-            std::thread::scope(|scope| {
-                for _ in 0..threads {
-                    scope.spawn(|| loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(job) = jobs.get(i) else { break };
-                        match this.copy_regular(job) {
-                            Ok(n) => {
-                                bytes.fetch_add(n, Ordering::Relaxed);
-                            }
-                            Err(e) => {
-                                next.store(jobs.len(), Ordering::Relaxed);
-                                failed
-                                    .lock()
-                                    .unwrap_or_else(|p| p.into_inner())
-                                    .get_or_insert(e);
-                                break;
-                            }
-                        }
-                    });
-                }
-            });
-            if let Some(e) = failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
-                return Err(e);
-            }
-            self.report.bytes += bytes.into_inner();
-            self.report.files += jobs.len() as u64;
-        }
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(MAX_COPY_THREADS)
+        };
+        let this = &*self;
+        let sizes = crate::parallel::try_map(&jobs, threads, |j| {
+            let (to, n) = this.copy_content(&j.src, &j.dest)?;
+            this.set_attrs_fd(&to, &j.dest, &j.meta)?;
+            Ok::<_, Error>(n)
+        })?;
+        self.report.bytes += sizes.iter().sum::<u64>();
+        self.report.files += jobs.len() as u64;
         self.report.written.extend(jobs.into_iter().map(|j| j.dest));
         Ok(())
     }
 
-    /// One regular file as root into a path known to be free: owner, mode and times set
-    /// through the open file, so the path is resolved once, not once per attribute.
-    fn copy_regular(&self, j: &FileJob) -> Result<u64, Error> {
-        let mut from = self.src.open_file(
-            &j.src,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            0,
-        )?;
-        let mut to = self.dst.create_file_excl(&j.dest, 0o600)?;
-        let n = std::io::copy(&mut from, &mut to).map_err(|e| Error::io("copy", &j.dest, e))?;
-        self.set_attrs_fd(&to, &j.dest, &j.meta)?;
-        Ok(n)
+    /// A new regular file at `d` (which must not exist) with the content of `s`; returned
+    /// open, with the bytes copied, for its attributes to be set.
+    fn copy_content(&self, s: &Path, d: &Path) -> Result<(std::fs::File, u64), Error> {
+        let mut from =
+            self.src
+                .open_file(s, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, 0)?;
+        let mut to = self.dst.create_file_excl(d, 0o600)?;
+        // std::io::copy uses copy_file_range between files on Linux.
+        let n = std::io::copy(&mut from, &mut to).map_err(|e| Error::io("copy", d, e))?;
+        Ok((to, n))
     }
 
     /// Owner, then mode (chown clears setuid/setgid), then times, on an open file.
@@ -580,16 +550,11 @@ impl Copier<'_> {
         }
         match m.kind {
             FileKind::Regular => {
-                let mut from = self.src.open_file(
-                    s,
-                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    0,
-                )?;
-                let mut to = self.dst.create_file_excl(d, 0o600)?;
-                // std::io::copy uses copy_file_range between files on Linux.
-                self.report.bytes +=
-                    std::io::copy(&mut from, &mut to).map_err(|e| Error::io("copy", d, e))?;
+                let (to, n) = self.copy_content(s, d)?;
+                self.report.bytes += n;
                 self.report.files += 1;
+                // As root, attributes go through the open file (one path resolution);
+                // rootless keeps the path-based owner rules below.
                 if self.is_root {
                     self.set_attrs_fd(&to, d, m)?;
                     self.report.written.push(d.to_path_buf());

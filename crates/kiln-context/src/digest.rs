@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use kiln_dockerfile::ignore::IgnoreMatcher;
@@ -245,31 +244,13 @@ fn digest_nodes(
         // does not end up last on a busy thread); the ordered pass below only combines.
         let mut order = to_hash;
         order.sort_by_key(|&i| std::cmp::Reverse(nodes[i].meta.size));
-        let next = AtomicUsize::new(0);
-        let failed = AtomicBool::new(false);
-        let found: Vec<Mutex<Option<[u8; 32]>>> =
-            (0..nodes.len()).map(|_| Mutex::new(None)).collect();
-        std::thread::scope(|scope| {
-            for _ in 0..threads {
-                scope.spawn(|| {
-                    while !failed.load(Ordering::Relaxed) {
-                        let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                            break;
-                        };
-                        match content_sha256(cache, root, &nodes[i].real) {
-                            Ok(sum) => {
-                                *found[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(sum)
-                            }
-                            // The ordered pass meets the error again and reports it.
-                            Err(_) => failed.store(true, Ordering::Relaxed),
-                        }
-                    }
-                });
-            }
+        // A failure leaves the sums to the ordered pass, which meets it and reports it.
+        let found = crate::parallel::try_map(&order, threads, |&i| {
+            content_sha256(cache, root, &nodes[i].real).map_err(drop)
         });
-        for (slot, f) in sums.iter_mut().zip(found) {
-            if let Some(sum) = f.into_inner().unwrap_or_else(|p| p.into_inner()) {
-                *slot = Some(sum);
+        if let Ok(found) = found {
+            for (i, sum) in order.into_iter().zip(found) {
+                sums[i] = Some(sum);
             }
         }
     }

@@ -16,6 +16,7 @@ mod copy;
 mod digest;
 mod error;
 mod follow;
+mod parallel;
 mod statcache;
 mod unpack;
 mod walk;

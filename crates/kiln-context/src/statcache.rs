@@ -256,57 +256,35 @@ fn stream_sha256(f: &mut fs::File, rel: &str) -> Result<([u8; 32], u64), Error> 
 /// the stat comparison afterwards and is not cached.
 fn tree_sha256(f: &fs::File, size: u64, rel: &str) -> Result<([u8; 32], u64), Error> {
     use std::os::unix::fs::FileExt;
-    let chunks = size.div_ceil(TREE_CHUNK) as usize;
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, TREE_THREADS)
-        .min(chunks);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let sums: Vec<Mutex<Option<[u8; 32]>>> = (0..chunks).map(|_| Mutex::new(None)).collect();
-    let read_bytes = std::sync::atomic::AtomicU64::new(0);
-    let failed: Mutex<Option<std::io::Error>> = Mutex::new(None);
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| {
-                let mut buf = vec![0u8; TREE_CHUNK as usize];
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if i >= chunks {
-                        break;
-                    }
-                    let start = i as u64 * TREE_CHUNK;
-                    let want = TREE_CHUNK.min(size - start) as usize;
-                    let mut got = 0;
-                    while got < want {
-                        match f.read_at(&mut buf[got..want], start + got as u64) {
-                            Ok(0) => break, // shrank: the stat check afterwards sees it
-                            Ok(n) => got += n,
-                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                            Err(e) => {
-                                *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                                next.store(chunks, std::sync::atomic::Ordering::Relaxed);
-                                return;
-                            }
-                        }
-                    }
-                    read_bytes.fetch_add(got as u64, std::sync::atomic::Ordering::Relaxed);
-                    let sum: [u8; 32] = Sha256::digest(&buf[..got]).into();
-                    *sums[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(sum);
+    let chunks: Vec<u64> = (0..size.div_ceil(TREE_CHUNK)).collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let sums = crate::parallel::try_map_with(
+        &chunks,
+        threads.min(TREE_THREADS),
+        || vec![0u8; TREE_CHUNK as usize],
+        |buf, &i| -> std::io::Result<([u8; 32], u64)> {
+            let start = i * TREE_CHUNK;
+            let want = TREE_CHUNK.min(size - start) as usize;
+            let mut got = 0;
+            while got < want {
+                match f.read_at(&mut buf[got..want], start + got as u64) {
+                    Ok(0) => break, // shrank: the stat check afterwards sees it
+                    Ok(n) => got += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
                 }
-            });
-        }
-    });
-    if let Some(e) = failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        return Err(Error::io("read", PathBuf::from(rel), e));
-    }
+            }
+            Ok((Sha256::digest(&buf[..got]).into(), got as u64))
+        },
+    )
+    .map_err(|e| Error::io("read", PathBuf::from(rel), e))?;
     let mut h = Sha256::new();
     h.update(b"kiln-tree-v1\0");
     h.update(TREE_CHUNK.to_be_bytes());
-    for s in sums {
-        let sum = s.into_inner().unwrap_or_else(|p| p.into_inner());
-        h.update(sum.unwrap_or_default());
+    for (sum, _) in &sums {
+        h.update(sum);
     }
-    Ok((h.finalize().into(), read_bytes.into_inner()))
+    Ok((h.finalize().into(), sums.iter().map(|(_, n)| n).sum()))
 }
 
 /// The cached sum of the regular file `rel` if `meta` (its `lstat`, as the walk took it)

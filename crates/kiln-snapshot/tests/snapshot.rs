@@ -75,6 +75,19 @@ fn base(store: &Store) -> (Descriptor, Digest) {
     )
 }
 
+/// [`base`] unpacked: the lower of the commit tests.
+fn base_snapshot(store: &Store, snaps: &Snapshots) -> kiln_snapshot::SnapshotId {
+    let (desc, diff_id) = base(store);
+    snaps
+        .ensure_layer_snapshot(&[diff_id], &desc, &limits())
+        .unwrap()
+}
+
+/// Root with unshare(1): an overlay can be mounted in a throwaway mount namespace.
+fn can_mount_overlay() -> bool {
+    is_root() && Command::new("unshare").arg("--version").output().is_ok()
+}
+
 fn limits() -> kiln_archive::DecodeLimits {
     kiln_archive::DecodeLimits::default()
 }
@@ -238,10 +251,7 @@ fn commit_converts_upper_dir_and_keeps_it_as_snapshot() {
         return;
     }
     let (_d, store, snaps) = open();
-    let (desc, diff_id) = base(&store);
-    let lower = snaps
-        .ensure_layer_snapshot(&[diff_id], &desc, &limits())
-        .unwrap();
+    let lower = base_snapshot(&store, &snaps);
     let active = snaps
         .prepare_active_with(std::slice::from_ref(&lower), Snapshotter::Overlay)
         .unwrap();
@@ -401,15 +411,12 @@ fn commit_through_overlay(
 
 #[test]
 fn copy_fallback_matches_overlay() {
-    if !is_root() || Command::new("unshare").arg("--version").output().is_err() {
+    if !can_mount_overlay() {
         eprintln!("skipping: needs root and unshare(1)");
         return;
     }
     let (_d, store, snaps) = open();
-    let (desc, diff_id) = base(&store);
-    let lower = snaps
-        .ensure_layer_snapshot(&[diff_id], &desc, &limits())
-        .unwrap();
+    let lower = base_snapshot(&store, &snaps);
     let lease = store.lease().unwrap();
     let opts = CommitOptions {
         clamp_mtime: Some(1000),
@@ -510,15 +517,12 @@ fn prune_keeps_referenced_and_live_snapshots() {
 /// subtree below it, nothing else.
 #[test]
 fn direct_upper_write_matches_overlay() {
-    if !is_root() || Command::new("unshare").arg("--version").output().is_err() {
+    if !can_mount_overlay() {
         eprintln!("skipping: needs root and unshare(1)");
         return;
     }
     let (_d, store, snaps) = open();
-    let (desc, diff_id) = base(&store);
-    let lower = snaps
-        .ensure_layer_snapshot(&[diff_id], &desc, &limits())
-        .unwrap();
+    let lower = base_snapshot(&store, &snaps);
     let lease = store.lease().unwrap();
     let opts = CommitOptions {
         clamp_mtime: Some(1000),

@@ -558,6 +558,16 @@ pub fn cache_record<'a>(config: &'a Value, needle: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no record for {needle}: {config:#}"))
 }
 
+/// The step descriptions of a shared-cache config's records.
+pub fn record_descriptions(config: &Value) -> BTreeSet<String> {
+    config["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["description"].as_str().unwrap().to_string())
+        .collect()
+}
+
 /// The steps a build started, without FROM and kiln's internal ones.
 pub fn steps_after_from(events: &[Value]) -> BTreeSet<String> {
     steps_with(events, "started")

@@ -152,7 +152,16 @@ impl Scripted {
         addr: &str,
         handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static,
     ) -> Scripted {
-        let listener = TcpListener::bind(addr).unwrap();
+        Scripted::try_start_on(addr, handler).unwrap_or_else(|| panic!("bind {addr}"))
+    }
+
+    /// [`Scripted::start_on`], or None when `addr` cannot be bound (one bind, no probe
+    /// that another process could race).
+    pub fn try_start_on(
+        addr: &str,
+        handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static,
+    ) -> Option<Scripted> {
+        let listener = TcpListener::bind(addr).ok()?;
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
@@ -180,7 +189,7 @@ impl Scripted {
                 }
             });
         }
-        Scripted { port, seen, stop }
+        Some(Scripted { port, seen, stop })
     }
 
     pub fn host(&self) -> String {
@@ -426,9 +435,8 @@ pub fn token_server(dir: &std::path::Path) -> Option<Scripted> {
     )
     .expect("token.pk8 is a P-256 PKCS#8 key");
     let x5c = base64::engine::general_purpose::STANDARD.encode(&der);
-    std::net::TcpListener::bind("127.0.0.1:5103").ok()?; // probe: free?
     let counter = AtomicUsize::new(0);
-    Some(Scripted::start_on("127.0.0.1:5103", move |req| {
+    Scripted::try_start_on("127.0.0.1:5103", move |req| {
         let expected = format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
@@ -478,5 +486,5 @@ pub fn token_server(dir: &std::path::Path) -> Option<Scripted> {
         Reply::new(200)
             .header("Content-Type", "application/json")
             .body(serde_json::json!({"token": token, "expires_in": 600}).to_string())
-    }))
+    })
 }
